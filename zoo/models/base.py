@@ -1,0 +1,62 @@
+"""The contract every zoo model follows: a Pyro model, an optional guide, and its data binding.
+
+A zoo model knows nothing about inference. Drivers in :mod:`inference` receive only
+``model.model`` (a plain Pyro callable), optionally ``model.guide``, and keyword arguments built
+by :meth:`ZooModel.model_kwargs`.
+
+Usage::
+
+    import zoo
+    from zoo.data import load
+    m = zoo.get("eight_schools-eight_schools_noncentered")
+    kwargs = m.model_kwargs(load(m.default_data))
+    m.model(**kwargs)            # one prior/likelihood draw under Pyro's default handlers
+
+Conventions for model authors:
+
+* Observations are keyword arguments that default to ``None``; with ``None`` the model samples
+  them (prior / posterior predictive). ``observed_names`` lists those keywords.
+* Data sites live inside ``pyro.plate`` with ``dim=-1`` so pointwise log-likelihoods can be read
+  off the trace; models accept an optional ``subsample_size`` keyword when they support
+  mini-batches (the plate then subsamples and Pyro rescales the likelihood).
+* Models are written to broadcast over extra leading batch dimensions of their latent variables
+  (``x @ beta`` becomes ``(x * beta.unsqueeze(-2)).sum(-1)``) so draws can be evaluated in a
+  vectorised way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Mapping
+
+from zoo.data.dataset import Dataset
+
+
+class ZooModel:
+    """Base class of registered models: subclasses define ``model`` and ``model_kwargs``."""
+
+    #: registry name, set by :func:`zoo.registry.register`
+    name: ClassVar[str] = ""
+    #: keywords of ``model`` that carry observations (set to ``None`` to simulate them)
+    observed_names: ClassVar[tuple[str, ...]] = ("y",)
+    #: the model's own guide, or ``None`` when an autoguide should be used
+    guide: Callable[..., Any] | None = None
+
+    def model(self, *args: Any, **kwargs: Any) -> Any:
+        """The Pyro model."""
+        raise NotImplementedError
+
+    def model_kwargs(self, dataset: Dataset, split: str = "train") -> dict[str, Any]:
+        """Keyword arguments of :meth:`model` built from one split of a data set."""
+        raise NotImplementedError
+
+    def predictive_kwargs(self, dataset: Dataset, split: str = "test") -> dict[str, Any]:
+        """Like :meth:`model_kwargs` but with the observations removed, for prediction."""
+        kwargs = self.model_kwargs(dataset, split)
+        for name in self.observed_names:
+            if name in kwargs:
+                kwargs[name] = None
+        return kwargs
+
+    def reference_posterior(self, dataset: Dataset) -> Mapping[str, Any] | None:
+        """Known posterior draws or moments for checking inference, when the model has them."""
+        return None
