@@ -26,9 +26,13 @@ Conventions for model authors:
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from zoo.data.dataset import Dataset
+
+if TYPE_CHECKING:  # the model never calls a driver; it may read a finished result
+    from inference.result import InferenceResult
 
 
 class ZooModel:
@@ -60,3 +64,23 @@ class ZooModel:
     def reference_posterior(self, dataset: Dataset) -> Mapping[str, Any] | None:
         """Known posterior draws or moments for checking inference, when the model has them."""
         return None
+
+    def guides(self) -> Mapping[str, Callable[..., Any]]:
+        """Model-specific guides by name (``--guide NAME`` on the CLI).
+
+        Autoguides (``auto_normal`` ...) are named by the SVI driver and need no entry here.
+        """
+        return {"model": self.guide} if self.guide is not None else {}
+
+    def evaluate(
+        self, dataset: Dataset, result: "InferenceResult", split: str = "test"
+    ) -> dict[str, float]:
+        """Model-specific held-out metrics (test log-likelihood, RMSE, accuracy, ECE ...).
+
+        The CLI and the benchmark runner add these to their tables; the default has none.
+        """
+        return {}
+
+    def plot(self, dataset: Dataset, result: "InferenceResult", out_dir: Path) -> list[Path]:
+        """Model-specific figures written under ``out_dir`` (e.g. VAE samples); default none."""
+        return []
