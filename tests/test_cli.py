@@ -1,0 +1,56 @@
+"""The ``zoo`` command line: help on every verb, model listing, clear errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+import zoo
+from zoo.cli import build_parser, main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.smoke
+def test_smoke_zoo_help_runs():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for verb in ("list", "data", "fit"):
+        assert verb in done.stdout
+
+
+@pytest.mark.parametrize("verb", ["list", "data", "fit"])
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([verb, "--help"])
+    assert stop.value.code == 0
+    assert "usage: zoo " + verb in capsys.readouterr().out
+
+
+def test_zoo_list_prints_one_model_per_line_name_first():
+    done = run_cli("list")
+    assert done.returncode == 0
+    lines = done.stdout.strip().splitlines()
+    names = [spec.name for spec in zoo.list_models()]
+    assert len(lines) == len(names) >= 8
+    assert [line.split()[0] for line in lines] == names
+
+
+def test_fit_unknown_model_names_the_known_ones(capsys, tmp_path):
+    code = main(["fit", "no_such_model", "--method", "nuts", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown model 'no_such_model'" in err and "eight_schools" in err
+
+
+def test_wrong_data_dir_gives_one_line_error_naming_the_paths(capsys, tmp_path):
+    missing = tmp_path / "nowhere"
+    code = main(["fit", "eight_schools-eight_schools_noncentered", "--method", "nuts",
+                 "--data-dir", str(missing), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert str(missing) in err
