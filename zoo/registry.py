@@ -19,11 +19,12 @@ Registering a model::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from zoo.models.base import ZooModel
+if TYPE_CHECKING:  # a runtime import would run zoo/models/__init__.py, which imports this module
+    from zoo.models.base import ZooModel
 
-F = TypeVar("F", bound=Callable[..., ZooModel])
+F = TypeVar("F", bound="Callable[..., ZooModel]")
 
 
 class UnknownModelError(KeyError):
