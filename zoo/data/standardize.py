@@ -51,6 +51,7 @@ class Standardizer:
         std = values.std(axis=0)
         constant = std <= rtol * np.maximum(1.0, np.abs(mean))
         std = np.where(constant, 1.0, std)
+        mean = np.where(constant, values[0], mean)  # so a constant column maps to exactly 0
         return cls(mean=np.asarray(mean), std=np.asarray(std), constant=np.asarray(constant))
 
     @property
