@@ -115,7 +115,8 @@ UCI_TABLE = {
 
 def test_uci_table_covers_every_set():
     assert set(UCI_TABLE) == set(UCI_SETS)
-    assert sorted(f"uci-{f}" for f in UCI_TABLE) == [n for n in zd.list_datasets() if n[:4] == "uci-"]
+    listed = [name for name in zd.list_datasets() if name.startswith("uci-")]
+    assert sorted(f"uci-{folder}" for folder in UCI_TABLE) == listed
 
 
 @pytest.mark.parametrize("folder", sorted(UCI_TABLE))
@@ -204,8 +205,9 @@ def test_diabetes_standardised_with_training_statistics():
     raw = load_diabetes(scaled=False)
     train = ds.info["train_index"]
     assert ds.train["x"].shape == (354, 10) and ds.test["x"].shape == (88, 10)
-    assert torch.allclose(ds.train["x"].double().mean(0), torch.zeros(10, dtype=torch.float64), atol=1e-6)
-    assert torch.allclose(ds.train["x"].double().std(0, unbiased=False), torch.ones(10, dtype=torch.float64), atol=1e-6)
+    x = ds.train["x"].double()
+    assert torch.allclose(x.mean(0), torch.zeros(10).double(), atol=1e-6)
+    assert torch.allclose(x.std(0, unbiased=False), torch.ones(10).double(), atol=1e-6)
     assert ds.info["y_scaler"].mean == pytest.approx(raw.target[train].mean())
     back = ds.info["y_scaler"].inverse_transform(ds.test["y"].double()).numpy()
     assert np.allclose(back, raw.target[ds.info["test_index"]], rtol=1e-6)
@@ -355,7 +357,8 @@ def test_default_search_order_and_error_lists_every_root(tmp_path, monkeypatch):
     with pytest.raises(zd.DataNotFoundError) as error:
         paths.find_file("no/such/file.npz")
     message = str(error.value)
-    assert "\n" not in message and all(str(root / "no/such/file.npz") in message for root, _ in roots)
+    assert "\n" not in message
+    assert all(str(root / "no/such/file.npz") in message for root, _ in roots)
 
 
 def test_unknown_name_and_bad_options():
@@ -370,6 +373,8 @@ def test_unknown_name_and_bad_options():
         zd.load("uci-protein-tertiary-structure", split=99)
     with pytest.raises(ValueError, match=r"0\.\.19"):
         zd.load("uci-yacht", split=-1)
+    with pytest.raises(ValueError, match="download=True is not supported.*github.com"):
+        zd.load("mnist", download=True)
 
 
 def test_describe_reports_presence_and_paths(tmp_path):
@@ -378,6 +383,11 @@ def test_describe_reports_presence_and_paths(tmp_path):
     assert rows["digits"].present and rows["diabetes"].present
     assert not rows["mnist"].present and str(tmp_path) in rows["mnist"].note
     assert "mnist/mnist.npz" in rows["mnist"].note
+    # Rows read as records, mappings (as the `zoo data` command does) and tuples.
+    row = rows["digits"]
+    name, present, path, note = row
+    assert row["name"] == name == "digits" and row.get("note") == note and present is True
+    assert dict(row)["path"] == path
 
 
 def test_describe_finds_the_shared_data(data_root):

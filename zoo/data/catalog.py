@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from dataclasses import astuple, dataclass, fields
+from typing import Callable, Iterator
 
 from zoo.data import faces, mnist, posteriordb, sklearn_sets, uci
 from zoo.data.dataset import Dataset
@@ -121,6 +121,12 @@ def load(name: str, data_dir: str | os.PathLike | None = None, **opts) -> Datase
     :class:`~zoo.data.checksums.ChecksumError` for a corrupt one.
     """
     entry = _entry(name)
+    if opts.pop("download", False):
+        raise ValueError(
+            f"download=True is not supported for {name!r}: the files are converted from their "
+            "sources (see the data README), so get the ppl-zoo data folder and set $ZOO_DATA "
+            f"or pass data_dir=; original source: {entry.source or 'scikit-learn'}"
+        )
     allowed = options(name)
     unknown = sorted(set(opts) - set(allowed))
     if unknown:
@@ -129,13 +135,34 @@ def load(name: str, data_dir: str | os.PathLike | None = None, **opts) -> Datase
     return entry.loader(data_dir, **opts)
 
 
-class DataRow(NamedTuple):
-    """One line of :func:`describe`: whether a data set's files are present, and where."""
+@dataclass(frozen=True)
+class DataRow:
+    """One line of :func:`describe`: whether a data set's files are present, and where.
+
+    Read it by attribute (``row.present``), by key (``row["present"]``, ``row.get("note")``)
+    or unpack it: ``name, present, path, note = row``.
+    """
 
     name: str
     present: bool
     path: str
     note: str
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self))
+
+    def __getitem__(self, key: str | int) -> object:
+        if isinstance(key, int):
+            return astuple(self)[key]
+        if key not in self.keys():
+            raise KeyError(f"DataRow has no field {key!r}; fields: {', '.join(self.keys())}")
+        return getattr(self, key)
+
+    def get(self, key: str, default: object = None) -> object:
+        return getattr(self, key) if key in self.keys() else default
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(astuple(self))
 
 
 def describe(data_dir: str | os.PathLike | None = None) -> list[DataRow]:

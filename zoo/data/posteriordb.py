@@ -4,7 +4,7 @@ The data set name is the posterior's name, e.g. ``eight_schools-eight_schools_no
 ``splits["train"]`` holds every ``data.json`` entry as a tensor: integer entries stay int64
 (scalars such as ``N`` become 0-d tensors), real entries are float64. ``info`` holds
 
-- ``reference_draws``: ``{Stan parameter name ("theta[1]", "mu"): ndarray (chains=10, draws=1000)}``;
+- ``reference_draws``: ``{Stan name ("theta[1]", "mu"): ndarray (10 chains, 1000 draws)}``;
 - ``reference_summary``: posteriordb's reference means and mean squares (with MCSE);
 - ``posteriordb``: the ``info.json`` metadata (posterior, model, data and reference-run info);
 - ``parameter_names`` in the draws' order, plus source, licence and path.
@@ -82,7 +82,9 @@ def load_reference_draws(name: str, data_dir=None) -> dict[str, np.ndarray]:
     for index, chain in enumerate(chains):
         if list(chain) != names:
             raise ValueError(f"{path}: chain {index} has parameters {list(chain)}, not {names}")
-    return {param: np.array([chain[param] for chain in chains], dtype=np.float64) for param in names}
+    return {
+        param: np.array([chain[param] for chain in chains], dtype=np.float64) for param in names
+    }
 
 
 def load_posterior(name: str, data_dir=None) -> Dataset:
