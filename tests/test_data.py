@@ -307,6 +307,16 @@ def test_corrupted_copy_fails_checksum_naming_file_and_hashes(data_root, tmp_pat
     assert checksums.sha256_of(target) in message
 
 
+def test_each_unchanged_file_is_hashed_once_per_process(data_root, tmp_path, monkeypatch):
+    root = _copy_subset(data_root, YACHT, tmp_path / "data")
+    hashed = []
+    real = checksums.sha256_of
+    monkeypatch.setattr(checksums, "sha256_of", lambda path: hashed.append(path) or real(path))
+    zd.load("uci-yacht", data_dir=root)
+    zd.load("uci-yacht", data_dir=root, split=1)
+    assert sorted(p.name for p in hashed) == ["data.csv", "splits.json"]
+
+
 def test_root_without_checksums_passes_without_warning(data_root, tmp_path):
     root = _copy_subset(data_root, YACHT, tmp_path / "data", with_checksums=False)
     with warnings.catch_warnings():

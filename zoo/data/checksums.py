@@ -76,10 +76,13 @@ def verify_file(path: Path, root: Path) -> None:
     listing = read_checksums(root)
     if listing is None:
         return
-    try:
-        relpath = path.resolve().relative_to(root.resolve()).as_posix()
+    try:  # as found under the root (a symlinked file keeps its listed name) ...
+        relpath = path.relative_to(root).as_posix()
     except ValueError:
-        relpath = path.as_posix()
+        try:  # ... or after resolving both
+            relpath = path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            relpath = path.as_posix()
     expected = listing.get(relpath)
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)

@@ -31,7 +31,8 @@ TRAIN_FILE = "faces/faces_training.csv"
 TEST_FILE = "faces/faces_test.csv"
 IMAGES_FILE = "faces/olivetti_faces.npz"
 SOURCE = (
-    "AT&T Laboratories Cambridge 'The Database of Faces' (Sam Roweis' 64x64 olivettifaces.mat); "
+    "AT&T Laboratories Cambridge 'The Database of Faces' (Sam Roweis' 64x64 olivettifaces.mat, "
+    "cs.nyu.edu/~roweis/data.html); "
     "test CSV from github.com/blei-lab/ars-reparameterization, see the data README"
 )
 LICENCE = "no formal licence; credit AT&T Laboratories Cambridge (test CSV: MIT)"

@@ -25,7 +25,7 @@ from pathlib import Path
 from zoo.data.checksums import verify_file
 
 ENV_VAR = "ZOO_DATA"
-DATA_README = "the ppl-zoo data folder (shared/data, described in its README.md)"
+DATA_README = "the ppl-zoo data folder (shared/data; its README.md gives each file's source)"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -81,7 +81,7 @@ def find_file(
         if path.is_file():
             return root, path
         tried.append(f"{path} ({label})")
-    how = f"set ${ENV_VAR} or pass data_dir= to a folder holding {DATA_README}"
+    how = f"get {DATA_README} and set ${ENV_VAR} or pass data_dir= to it"
     if source:
         how += f"; original source: {source}"
     raise DataNotFoundError(

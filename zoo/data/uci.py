@@ -96,6 +96,7 @@ def load_uci(name: str, data_dir=None, *, split: int = 0, standardize: bool = Tr
             f"split={split} is out of range for {name!r}: it has {n_splits} splits, "
             f"0..{n_splits - 1}"
         )
+    split = int(split)
     data_path = data_file(f"uci/{folder}/data.csv", data_dir, source=SOURCE)
     splits_path = data_file(f"uci/{folder}/splits.json", data_dir, source=SOURCE)
     values, columns, meta = _read(
