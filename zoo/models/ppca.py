@@ -1,0 +1,241 @@
+"""Probabilistic PCA: the linear-Gaussian deep latent Gaussian model with an exact likelihood.
+
+    z_i ~ N(0, I_k),    x_i | z_i ~ N(W z_i + b, sigma^2 I_d)   =>   x_i ~ N(b, W W^T + sigma^2 I)
+
+(Tipping & Bishop 1999). ``W``, ``b`` and ``sigma`` are point-estimated parameters (an
+``nn.Module`` registered with ``pyro.module``), ``z`` is local to the plate ``data``. Because
+``log p(x)`` and ``p(z | x)`` are known in closed form it is the zoo's exactness check for
+importance-sampled likelihoods (:mod:`inference.marginal_likelihood`) and for amortised
+encoders. Guides: ``encoder`` (an amortised *linear* Gaussian encoder ``N(A x + c, diag s^2)``,
+the same family a VAE encoder would learn here) and ``exact`` (the true posterior
+``N(M^-1 W^T (x - b), sigma^2 M^-1)``, ``M = W^T W + sigma^2 I``; importance weights are then
+constant and ``log p(x)`` is recovered with zero variance).
+
+Usage::
+
+    import zoo
+    from zoo.data import load
+    m = zoo.get("ppca", latent_dim=5)
+    data = load("digits")
+    kw = m.model_kwargs(data)
+    m.fit_closed_form(kw["x"])          # maximum-likelihood W, b, sigma (Tipping & Bishop)
+    m.exact_log_likelihood(kw["x"])     # (N,) exact log p(x_i)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from zoo.data.dataset import Dataset
+from zoo.models.base import ZooModel
+from zoo.registry import register
+
+if TYPE_CHECKING:
+    from inference.result import InferenceResult
+
+PPCA_GUIDES = ("encoder", "exact")
+
+
+@register(
+    "ppca",
+    description="Probabilistic PCA, the linear-Gaussian DLGM with closed-form log p(x) and "
+    "posterior (exactness check for importance-sampled likelihoods)",
+    default_data="digits",
+    methods=("svi",),
+)
+class PPCA(ZooModel, nn.Module):
+    """PPCA with ``latent_dim`` factors; ``x_dim`` is inferred from the data when ``None``.
+
+    Keywords: ``latent_dim`` (default 5), ``x_dim``, ``guide`` (``encoder`` or ``exact``),
+    ``init_sigma`` (initial noise scale, default 1.0), ``init_seed`` (weight initialisation),
+    ``eval_samples`` (importance samples used by :meth:`evaluate`, default 1000).
+    """
+
+    observed_names = ("x",)
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = 5,
+        x_dim: int | None = None,
+        guide: str = "encoder",
+        init_sigma: float = 1.0,
+        init_seed: int = 0,
+        eval_samples: int = 1000,
+    ):
+        nn.Module.__init__(self)
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        if guide not in PPCA_GUIDES:
+            raise ValueError(f"unknown PPCA guide {guide!r}; choose one of {PPCA_GUIDES}")
+        if init_sigma <= 0:
+            raise ValueError(f"init_sigma must be positive, got {init_sigma!r}")
+        self.latent_dim = int(latent_dim)
+        self.guide_name = guide
+        self.init_sigma = float(init_sigma)
+        self.init_seed = int(init_seed)
+        self.eval_samples = int(eval_samples)
+        self.x_dim: int | None = None
+        if x_dim is not None:
+            self.build(int(x_dim))
+
+    def build(self, x_dim: int) -> None:
+        """Create ``W`` (d, k), ``b`` (d,), ``sigma`` and the linear encoder for width ``x_dim``."""
+        if self.x_dim is not None:
+            if x_dim != self.x_dim:
+                raise ValueError(f"this PPCA was built for x_dim={self.x_dim}, got {x_dim}")
+            return
+        self.x_dim = int(x_dim)
+        d, k = self.x_dim, self.latent_dim
+        g = torch.Generator().manual_seed(self.init_seed)
+        self.W = nn.Parameter(torch.randn(d, k, generator=g) / math.sqrt(k))
+        self.b = nn.Parameter(torch.zeros(d))
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(self.init_sigma)))
+        self.enc_A = nn.Parameter(torch.zeros(k, d))
+        self.enc_c = nn.Parameter(torch.zeros(k))
+        self.enc_log_s = nn.Parameter(torch.zeros(k))
+
+    # ------------------------------------------------------------------ closed forms
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.log_sigma.exp()
+
+    def marginal(self) -> dist.MultivariateNormal:
+        """``p(x) = N(b, W W^T + sigma^2 I)``."""
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(self.x_dim)
+        return dist.MultivariateNormal(self.b, covariance_matrix=cov)
+
+    def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ``log p(x_i)`` for each row of ``x``: shape (N,)."""
+        self._check_x(x)
+        with torch.no_grad():
+            return self.marginal().log_prob(x)
+
+    def posterior(self, x: torch.Tensor) -> dist.MultivariateNormal:
+        """The exact ``p(z | x)``: ``N(M^-1 W^T (x - b), sigma^2 M^-1)``, batched over rows."""
+        s2 = self.sigma**2
+        m = self.W.T @ self.W + s2 * torch.eye(self.latent_dim)
+        m_inv = torch.linalg.inv(m)
+        loc = (x - self.b) @ self.W @ m_inv.T
+        return dist.MultivariateNormal(loc, covariance_matrix=s2 * m_inv)
+
+    def fit_closed_form(self, x: torch.Tensor) -> None:
+        """Set ``W``, ``b``, ``sigma`` to the maximum-likelihood solution (Tipping & Bishop)."""
+        self._check_x(x)
+        k = self.latent_dim
+        with torch.no_grad():
+            mean = x.mean(0)
+            cov = torch.cov((x - mean).T, correction=0)
+            evals, evecs = torch.linalg.eigh(cov)
+            evals, evecs = evals.flip(0), evecs.flip(1)
+            s2 = evals[k:].mean().clamp_min(1e-6)
+            w = evecs[:, :k] * (evals[:k] - s2).clamp_min(0).sqrt()
+            self.W.copy_(w)
+            self.b.copy_(mean)
+            self.log_sigma.copy_(0.5 * s2.log())
+
+    # ------------------------------------------------------------------ data, model, guides
+    def _check_x(self, x: torch.Tensor | None) -> None:
+        if x is None:
+            if self.x_dim is None:
+                raise ValueError("x_dim is unknown: pass x, x_dim=..., or call model_kwargs first")
+            return
+        if x.dim() != 2:
+            raise ValueError(f"x must be (N, x_dim), got shape {tuple(x.shape)}")
+        self.build(x.shape[-1])
+
+    def model_kwargs(self, dataset: Dataset, split: str = "train") -> dict[str, Any]:
+        """``{"x": (N, d)}`` from the split (images flattened)."""
+        x = dataset.split(split)["x"]
+        x = x.reshape(len(x), -1).to(torch.get_default_dtype())
+        self.build(x.shape[-1])
+        return {"x": x}
+
+    def _params(self) -> nn.ParameterList:
+        return nn.ParameterList([self.W, self.b, self.log_sigma])
+
+    def model(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> torch.Tensor:
+        """``z ~ N(0, I)``, ``x ~ N(W z + b, sigma^2 I)`` for each row."""
+        self._check_x(x)
+        pyro.module("ppca", self._params())
+        n = len(x) if x is not None else int(num_data)
+        with pyro.plate("data", n, subsample_size=subsample_size, dim=-1) as idx:
+            zeros = torch.zeros(self.latent_dim)
+            z = pyro.sample("z", dist.Normal(zeros, 1.0 + zeros).to_event(1))
+            loc = z @ self.W.T + self.b
+            scale = self.sigma.expand(self.x_dim)
+            return pyro.sample("x", dist.Normal(loc, scale).to_event(1),
+                               obs=None if x is None else x[idx])
+
+    def encoder_guide(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> None:
+        """Amortised linear Gaussian encoder ``q(z | x) = N(A x + c, diag exp(2 log_s))``."""
+        if x is None:
+            raise ValueError("the PPCA encoder guide needs the data x")
+        self._check_x(x)
+        pyro.module("ppca_encoder", nn.ParameterList([self.enc_A, self.enc_c, self.enc_log_s]))
+        with pyro.plate("data", len(x), subsample_size=subsample_size, dim=-1) as idx:
+            loc = x[idx] @ self.enc_A.T + self.enc_c
+            pyro.sample("z", dist.Normal(loc, self.enc_log_s.exp().expand_as(loc)).to_event(1))
+
+    def exact_guide(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> None:
+        """The exact posterior ``p(z | x)`` under the current ``W, b, sigma`` (no parameters)."""
+        if x is None:
+            raise ValueError("the PPCA exact guide needs the data x")
+        self._check_x(x)
+        with pyro.plate("data", len(x), subsample_size=subsample_size, dim=-1) as idx:
+            with torch.no_grad():
+                post = self.posterior(x[idx])
+            pyro.sample("z", post)
+
+    def set_encoder_to_posterior(self, noise: float = 0.0, seed: int = 0) -> None:
+        """Set the linear encoder to the exact posterior's mean map and marginal scales.
+
+        ``noise > 0`` perturbs it (relative Gaussian noise on ``A`` and ``log s``), giving a
+        slightly-off guide for importance-sampling checks.
+        """
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            s2 = self.sigma**2
+            m_inv = torch.linalg.inv(self.W.T @ self.W + s2 * torch.eye(self.latent_dim))
+            a = m_inv @ self.W.T
+            self.enc_A.copy_(a * (1 + noise * torch.randn(a.shape, generator=g)))
+            self.enc_c.copy_(-(a @ self.b))
+            log_s = 0.5 * (s2 * m_inv).diagonal().log()
+            self.enc_log_s.copy_(log_s + noise * torch.randn(log_s.shape, generator=g))
+
+    @property
+    def guide(self) -> Callable[..., None]:  # type: ignore[override]
+        return self.exact_guide if self.guide_name == "exact" else self.encoder_guide
+
+    def guides(self) -> Mapping[str, Callable[..., None]]:
+        return {"encoder": self.encoder_guide, "exact": self.exact_guide}
+
+    def evaluate(
+        self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
+    ) -> dict[str, float]:
+        """Exact held-out ``log p(x)`` and, with the fitted encoder, its IS estimate and ELBO."""
+        from inference.marginal_likelihood import importance_log_likelihood
+
+        x = self.model_kwargs(dataset, split)["x"]
+        exact = self.exact_log_likelihood(x)
+        out = {f"{split}_ll_exact": float(exact.mean())}
+        guide = self.guide if result is None else result.fitted.get("trained_guide", self.guide)
+        if guide in (self.encoder_guide, self.exact_guide):
+            est = importance_log_likelihood(self.model, guide, {"x": x},
+                                            num_samples=self.eval_samples, seed=0)
+            out.update({f"{split}_ll_is": est.mean, f"{split}_ll_se": est.se,
+                        f"{split}_ll_mc_se": est.mc_se, f"{split}_elbo": est.elbo_mean,
+                        "gap": est.gap_mean, "khat_mean": est.khat_mean})
+        return out

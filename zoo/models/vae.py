@@ -1,0 +1,465 @@
+"""Deep latent Gaussian models (VAEs) with one or two stochastic layers and flow posteriors.
+
+The generative model (Rezende et al. 2014; Kingma & Welling 2014; Burda et al. 2015) is, for
+``L`` stochastic layers ``z_L -> ... -> z_1 -> x``::
+
+    z_L ~ N(0, I),   z_l | z_{l+1} ~ N(mu_l(z_{l+1}), diag sigma_l(z_{l+1})^2),
+    x | z_1 ~ Bernoulli(logits = decoder(z_1))          (binary data)
+            or Normal(decoder(z_1), obs_scale)          (continuous data; fixed or learned scale)
+
+with MLPs for every conditional. The guide is the amortised encoder
+``q(z_1 | x) q(z_2 | z_1) ...``, each factor a diagonal Gaussian optionally pushed through
+``num_flows`` amortised planar / radial / IAF transforms conditioned on the encoder's hidden
+state (:mod:`zoo.models.amortized_flows`). All guides are listed by :meth:`VAE.guides`
+(``encoder``, ``planar``, ``radial``, ``iaf``) so ``zoo fit vae --guide planar`` works.
+
+Latent sites are ``z`` (one layer) or ``z1``, ``z2`` (two layers), inside the plate ``data``
+at ``dim=-1``; the observation site is ``x``. Both model and guide accept ``subsample_size``
+for mini-batches and broadcast over a leading particle dimension (``vectorize_particles``).
+
+**Dynamic binarisation** (``binarize="dynamic"``, the default for the Bernoulli likelihood):
+each call of the guide draws ``x_bin ~ Bernoulli(x)`` from the mini-batch's grey levels with
+torch's global RNG (so it is fixed by ``pyro.set_rng_seed``), feeds it to the encoder and hands
+it to the next model call on the same data and indices, so each SVI step scores one fresh
+binarisation shared by all particles (as needed by the IWAE bound). A model call without a
+preceding guide call (prior or predictive use) draws its own. Binary data are unchanged by it.
+:meth:`VAE.evaluate` binarises the evaluation split once with a fixed ``torch.Generator``.
+
+Usage::
+
+    import zoo
+    from zoo.data import load
+    from inference.svi import fit_svi
+    vae = zoo.get("vae", latent_dim=8, hidden=(128,), guide="planar", num_flows=4)
+    data = load("digits")
+    result = fit_svi(vae.model, vae.model_kwargs(data), guide=vae.guide, elbo="iwae",
+                     num_particles=5, vectorize_particles=True, batch_size=100, lr=1e-3)
+    vae.evaluate(data, result)   # {"test_ll_is": ..., "test_ll_se": ..., "test_elbo": ...}
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from zoo.data.dataset import Dataset
+from zoo.models.amortized_flows import FLOW_KINDS, AmortizedFlow
+from zoo.models.base import ZooModel
+from zoo.models.networks import GaussianHead, mlp, out_dim
+from zoo.registry import register
+
+if TYPE_CHECKING:
+    from inference.result import InferenceResult
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+BINARIZE = (None, "dynamic")
+GUIDE_NAMES = ("encoder",) + FLOW_KINDS
+
+
+def _per_layer(value: Any, layers: int, what: str) -> list[tuple[int, ...]]:
+    """``hidden`` given as one tuple of widths (shared) or one tuple per stochastic layer."""
+    value = tuple(value)
+    if all(isinstance(v, int) for v in value):
+        return [value] * layers
+    if len(value) != layers or not all(isinstance(v, (tuple, list)) for v in value):
+        raise ValueError(
+            f"{what} must be a tuple of widths or one tuple per stochastic layer "
+            f"({layers}), got {value!r}"
+        )
+    return [tuple(int(w) for w in v) for v in value]
+
+
+@register(
+    "vae",
+    description="Deep latent Gaussian model / VAE: MLP encoder and decoder, 1 or 2 stochastic "
+    "layers, Bernoulli or Gaussian likelihood, diagonal or amortised planar/radial/IAF posterior",
+    default_data="digits",
+    methods=("svi",),
+)
+class VAE(ZooModel, nn.Module):
+    """A VAE / DLGM; configuration keywords (all optional):
+
+    - ``latent_dim``: int, or one int per stochastic layer (bottom first), e.g. ``(100, 50)``.
+    - ``stochastic_layers``: 1 or 2 (default: the length of ``latent_dim``).
+    - ``hidden``: deterministic widths of every MLP, shared or one tuple per layer.
+    - ``activation``: ``tanh`` (default), ``relu``, ``softplus``, ``elu``, ``leaky_relu``.
+    - ``likelihood``: ``bernoulli`` or ``gaussian``; ``obs_scale`` float or ``"learned"``.
+    - ``binarize``: ``"dynamic"`` (default for Bernoulli) or ``None`` (use ``x`` as given).
+    - ``guide`` / ``flow``: ``encoder`` (diagonal), ``planar``, ``radial`` or ``iaf``;
+      ``num_flows`` (K, default 10) and ``flow_hidden`` (hypernetwork / MADE widths).
+    - ``x_dim``: data width; inferred from the data by :meth:`model_kwargs` when ``None``.
+    - ``eval_samples`` (importance samples for :meth:`evaluate`, default 100; use 5000 for
+      reported figures), ``eval_max_points`` (evaluate on the first n points only),
+      ``eval_particle_batch``, ``eval_data_batch``, ``eval_seed``.
+    - ``init_seed``: seed of the weight initialisation (the global RNG is left untouched).
+    """
+
+    observed_names = ("x",)
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int | Sequence[int] = 50,
+        stochastic_layers: int | None = None,
+        hidden: Sequence[int] | Sequence[Sequence[int]] = (200, 200),
+        activation: str = "tanh",
+        likelihood: str = "bernoulli",
+        obs_scale: float | str = "learned",
+        binarize: str | None = "dynamic",
+        guide: str | None = None,
+        flow: str | None = None,
+        num_flows: int = 10,
+        flow_hidden: Sequence[int] | None = None,
+        x_dim: int | None = None,
+        image_shape: Sequence[int] | None = None,
+        eval_samples: int = 100,
+        eval_max_points: int | None = None,
+        eval_particle_batch: int = 100,
+        eval_data_batch: int = 100,
+        eval_seed: int = 0,
+        init_seed: int | None = 0,
+    ):
+        nn.Module.__init__(self)
+        dims = [int(latent_dim)] if isinstance(latent_dim, int) else [int(d) for d in latent_dim]
+        if stochastic_layers is not None:
+            if stochastic_layers not in (1, 2):
+                raise ValueError(f"stochastic_layers must be 1 or 2, got {stochastic_layers}")
+            if len(dims) == 1 and stochastic_layers == 2:
+                dims = [2 * dims[0], dims[0]]
+            if len(dims) != stochastic_layers:
+                raise ValueError(
+                    f"latent_dim {tuple(dims)} does not match stochastic_layers={stochastic_layers}"
+                )
+        if not 1 <= len(dims) <= 2 or min(dims) < 1:
+            raise ValueError(f"latent_dim must be 1 or 2 positive ints, got {latent_dim!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
+        if binarize not in BINARIZE:
+            raise ValueError(f"unknown binarize {binarize!r}; choose one of {BINARIZE}")
+        if likelihood == "gaussian":
+            binarize = None
+        if not (obs_scale == "learned" or (isinstance(obs_scale, (int, float)) and obs_scale > 0)):
+            raise ValueError(f"obs_scale must be a positive float or 'learned', got {obs_scale!r}")
+        if guide is not None and flow is not None and guide != flow:
+            raise ValueError(f"guide={guide!r} and flow={flow!r} disagree; give one of them")
+        guide_name = guide or flow or "encoder"
+        if guide_name not in GUIDE_NAMES:
+            raise ValueError(f"unknown guide {guide_name!r}; choose one of {GUIDE_NAMES}")
+        self.latent_dims = tuple(dims)
+        self.hidden = _per_layer(hidden, len(dims), "hidden")
+        self.activation_name = activation
+        self.likelihood = likelihood
+        self.obs_scale = obs_scale
+        self.binarize = binarize
+        self.guide_name = guide_name
+        self.num_flows = int(num_flows)
+        self.flow_hidden = None if flow_hidden is None else tuple(flow_hidden)
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.eval_samples = int(eval_samples)
+        self.eval_max_points = eval_max_points
+        self.eval_particle_batch = int(eval_particle_batch)
+        self.eval_data_batch = int(eval_data_batch)
+        self.eval_seed = int(eval_seed)
+        self.init_seed = init_seed
+        self.x_dim: int | None = None
+        self._stash: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.flows = nn.ModuleDict()
+        if x_dim is not None:
+            self.build(int(x_dim))
+
+    # ------------------------------------------------------------------ networks
+    @property
+    def num_layers(self) -> int:
+        return len(self.latent_dims)
+
+    @property
+    def latent_names(self) -> tuple[str, ...]:
+        """Latent site names, bottom layer first."""
+        return ("z",) if self.num_layers == 1 else ("z1", "z2")
+
+    def _init_rng(self):
+        if self.init_seed is None:
+            return _NullContext()
+        ctx = torch.random.fork_rng(devices=[])
+        return _SeededFork(ctx, self.init_seed)
+
+    def build(self, x_dim: int) -> None:
+        """Create the networks for data of width ``x_dim`` (done once; later calls check it)."""
+        if self.x_dim is not None:
+            if x_dim != self.x_dim:
+                raise ValueError(f"this VAE was built for x_dim={self.x_dim}, got data of width {x_dim}")
+            return
+        self.x_dim = int(x_dim)
+        act = self.activation_name
+        with self._init_rng():
+            # encoder: x -> h_1 -> (loc, scale) of z1;  z1 -> h_2 -> z2 ...
+            enc_nets, enc_heads = [], []
+            inputs = [self.x_dim] + list(self.latent_dims[:-1])
+            for layer, (d_in, d_z) in enumerate(zip(inputs, self.latent_dims)):
+                widths = self.hidden[layer]
+                enc_nets.append(mlp(d_in, widths, act))
+                enc_heads.append(GaussianHead(out_dim(d_in, widths), d_z))
+            self.enc_nets = nn.ModuleList(enc_nets)
+            self.enc_heads = nn.ModuleList(enc_heads)
+            # decoder: z1 -> x (reversed widths); prior of z1 given z2
+            widths = tuple(reversed(self.hidden[0]))
+            self.dec_net = mlp(self.latent_dims[0], widths, act)
+            self.dec_out = nn.Linear(out_dim(self.latent_dims[0], widths), self.x_dim)
+            if self.num_layers == 2:
+                widths = tuple(reversed(self.hidden[1]))
+                self.prior_net = mlp(self.latent_dims[1], widths, act)
+                self.prior_head = GaussianHead(out_dim(self.latent_dims[1], widths), self.latent_dims[0])
+            if self.likelihood == "gaussian" and self.obs_scale == "learned":
+                self.obs_head = _LearnedScale(self.x_dim)
+            self._flow_stack(self.guide_name)  # the configured guide's flows exist from the start
+
+    def _flow_stack(self, kind: str) -> nn.ModuleList | None:
+        """The per-layer flow stacks of guide ``kind`` (created on first use)."""
+        if kind == "encoder":
+            return None
+        if kind not in self.flows:
+            with self._init_rng():
+                self.flows[kind] = nn.ModuleList(
+                    AmortizedFlow(kind, d_z, out_dim(d_in, widths), self.num_flows, self.flow_hidden)
+                    for d_in, d_z, widths in zip(
+                        [self.x_dim] + list(self.latent_dims[:-1]), self.latent_dims, self.hidden
+                    )
+                )
+        return self.flows[kind]
+
+    def decoder_modules(self) -> nn.ModuleList:
+        mods: list[nn.Module] = [self.dec_net, self.dec_out]
+        if self.num_layers == 2:
+            mods += [self.prior_net, self.prior_head]
+        if self.likelihood == "gaussian" and self.obs_scale == "learned":
+            mods.append(self.obs_head)
+        return nn.ModuleList(mods)
+
+    def likelihood_dist(self, z1: torch.Tensor) -> dist.TorchDistribution:
+        """``p(x | z1)`` as a distribution with event dim 1."""
+        out = self.dec_out(self.dec_net(z1))
+        if self.likelihood == "bernoulli":
+            # binarize=None with grey levels: Bernoulli "likelihood" of grey targets as in Pyro's
+            # VAE example (not a density of the data); validation would reject non-binary values
+            return dist.Bernoulli(logits=out, validate_args=self.binarize is not None).to_event(1)
+        if self.obs_scale == "learned":
+            scale = self.obs_head()
+        else:
+            scale = torch.as_tensor(float(self.obs_scale))
+        return dist.Normal(out, scale.expand_as(out)).to_event(1)
+
+    # ------------------------------------------------------------------ data
+    def _check_x(self, x: torch.Tensor | None) -> None:
+        if x is None:
+            if self.x_dim is None:
+                raise ValueError("x_dim is unknown: pass x, x_dim=..., or call model_kwargs first")
+            return
+        if x.dim() != 2:
+            raise ValueError(f"x must be (N, x_dim), got shape {tuple(x.shape)}")
+        self.build(x.shape[-1])
+
+    def _binarized(self, x: torch.Tensor, idx: torch.Tensor, role: str) -> torch.Tensor:
+        xb = x[idx]
+        if self.binarize != "dynamic":
+            return xb
+        stash = self._stash
+        if role == "model" and stash is not None and stash[0] is x and torch.equal(stash[1], idx):
+            self._stash = None
+            return stash[2]
+        sample = torch.bernoulli(xb)
+        self._stash = (x, idx, sample) if role == "guide" else None
+        return sample
+
+    def model_kwargs(self, dataset: Dataset, split: str = "train") -> dict[str, Any]:
+        """``{"x": (N, x_dim) float tensor}`` from ``dataset``'s split (images are flattened)."""
+        x = dataset.split(split)["x"]
+        x = x.reshape(len(x), -1).to(torch.get_default_dtype())
+        if self.image_shape is None and "image_shape" in dataset.info:
+            self.image_shape = tuple(dataset.info["image_shape"])
+        self.build(x.shape[-1])
+        return {"x": x}
+
+    # ------------------------------------------------------------------ model and guides
+    def model(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> torch.Tensor:
+        """``p(x, z)``; with ``x=None`` draws ``num_data`` images from the prior."""
+        self._check_x(x)
+        pyro.module("vae_decoder", self.decoder_modules())
+        n = len(x) if x is not None else int(num_data)
+        top = self.latent_dims[-1]
+        with pyro.plate("data", n, subsample_size=subsample_size, dim=-1) as idx:
+            xb = None if x is None else self._binarized(x, idx, "model")
+            zeros = torch.zeros(top)
+            z = pyro.sample(self.latent_names[-1], dist.Normal(zeros, 1.0 + zeros).to_event(1))
+            if self.num_layers == 2:
+                loc, scale = self.prior_head(self.prior_net(z))
+                z = pyro.sample(self.latent_names[0], dist.Normal(loc, scale).to_event(1))
+            return pyro.sample("x", self.likelihood_dist(z), obs=xb)
+
+    def _guide(
+        self,
+        kind: str,
+        x: torch.Tensor | None = None,
+        subsample_size: int | None = None,
+        num_data: int = 1,
+    ) -> None:
+        if x is None:
+            raise ValueError("the VAE's encoder guide needs the data x")
+        self._check_x(x)
+        pyro.module("vae_encoder", nn.ModuleList([self.enc_nets, self.enc_heads]))
+        stacks = self._flow_stack(kind)
+        if stacks is not None:
+            pyro.module(f"vae_flow_{kind}", stacks)
+        with pyro.plate("data", len(x), subsample_size=subsample_size, dim=-1) as idx:
+            h_in = self._binarized(x, idx, "guide")
+            for layer, name in enumerate(self.latent_names):
+                hidden = self.enc_nets[layer](h_in)
+                loc, scale = self.enc_heads[layer](hidden)
+                if stacks is None:
+                    q = dist.Normal(loc, scale).to_event(1)
+                else:
+                    q = stacks[layer].distribution(loc, scale, hidden)
+                h_in = pyro.sample(name, q)
+
+    def guide_named(self, kind: str) -> Callable[..., None]:
+        """The guide called ``kind`` (``encoder``, ``planar``, ``radial``, ``iaf``)."""
+        if kind not in GUIDE_NAMES:
+            raise KeyError(f"unknown VAE guide {kind!r}; choose one of {GUIDE_NAMES}")
+        fn = functools.partial(self._guide, kind)
+        fn.__name__ = fn.__qualname__ = f"vae_guide_{kind}"  # type: ignore[attr-defined]
+        fn.__doc__ = f"The VAE's amortised {kind} guide q(z | x)."
+        fn.vae_guide_kind = kind  # type: ignore[attr-defined]
+        return fn
+
+    @property
+    def guide(self) -> Callable[..., None]:  # type: ignore[override]
+        """The configured guide (``guide=``/``flow=`` keyword)."""
+        return self.guide_named(self.guide_name)
+
+    def guides(self) -> Mapping[str, Callable[..., None]]:
+        return {kind: self.guide_named(kind) for kind in GUIDE_NAMES}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_x(self, dataset: Dataset, split: str = "test") -> torch.Tensor:
+        """The evaluation data: binarised once with ``eval_seed`` when binarisation is dynamic."""
+        x = self.model_kwargs(dataset, split)["x"]
+        if self.eval_max_points is not None:
+            x = x[: int(self.eval_max_points)]
+        if self.binarize == "dynamic":
+            from zoo.data.mnist import dynamic_binarize
+
+            x = dynamic_binarize(x, torch.Generator().manual_seed(self.eval_seed))
+        return x
+
+    def fitted_guide(self, result: "InferenceResult | None") -> Callable[..., None]:
+        """The guide a fit used when it is one of this model's guides, else the configured one."""
+        guide = None
+        if result is not None:
+            guide = result.fitted.get("trained_guide", result.fitted.get("guide"))
+        kind = getattr(guide, "vae_guide_kind", None)
+        if guide is not None and kind is None:
+            raise ValueError(
+                "VAE.evaluate needs one of the VAE's amortised guides "
+                f"({', '.join(GUIDE_NAMES)}); the fit used {guide!r}"
+            )
+        return self.guide_named(kind or self.guide_name)
+
+    def evaluate(
+        self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
+    ) -> dict[str, float]:
+        """Importance-sampled held-out log-likelihood, ELBO, gap and PSIS k-hat per data point.
+
+        Returns ``{split}_ll_is`` (mean log p(x) estimate, nats), ``{split}_ll_se`` (standard
+        error across data points), ``{split}_ll_mc_se`` (Monte Carlo error of that mean),
+        ``{split}_elbo``, ``gap`` (ll - elbo), ``khat_mean``, ``khat_max``, ``eval_samples``
+        and ``eval_points``.
+        """
+        from inference.marginal_likelihood import importance_log_likelihood
+
+        x = self.evaluation_x(dataset, split)
+        est = importance_log_likelihood(
+            self.model,
+            self.fitted_guide(result),
+            {"x": x},
+            num_samples=self.eval_samples,
+            particle_batch=self.eval_particle_batch,
+            data_batch=self.eval_data_batch,
+            seed=self.eval_seed,
+        )
+        return {
+            f"{split}_ll_is": est.mean,
+            f"{split}_ll_se": est.se,
+            f"{split}_ll_mc_se": est.mc_se,
+            f"{split}_elbo": est.elbo_mean,
+            "gap": est.gap_mean,
+            "khat_mean": est.khat_mean,
+            "khat_max": est.khat_max,
+            "eval_samples": float(est.num_samples),
+            "eval_points": float(est.num_data),
+        }
+
+    def plot(self, dataset: Dataset, result: "InferenceResult | None", out_dir: Path) -> list[Path]:
+        """Prior samples, reconstructions, a latent interpolation and (2-D latents) a latent map."""
+        from zoo.viz.vae import vae_figures
+
+        return vae_figures(self, dataset, Path(out_dir), guide=self.fitted_guide(result))
+
+
+@register(
+    "dlgm2",
+    description="Two-stochastic-layer DLGM (Burda et al. 2015: x <- h1 <- h2, latents 100 and 50, "
+    "100-100 and 50-50 tanh MLPs) with the amortised guide q(h1|x) q(h2|h1)",
+    default_data="digits",
+    methods=("svi",),
+)
+class DLGM2(VAE):
+    """:class:`VAE` with two stochastic layers by default (same keywords)."""
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int | Sequence[int] = (100, 50),
+        hidden: Sequence[int] | Sequence[Sequence[int]] = ((100, 100), (50, 50)),
+        **config: Any,
+    ):
+        super().__init__(latent_dim=latent_dim, hidden=hidden, **config)
+
+
+class _LearnedScale(nn.Module):
+    """A per-dimension observation scale, softplus-parametrised (initially about 0.3)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.raw = nn.Parameter(torch.full((dim,), -1.0))
+
+    def forward(self) -> torch.Tensor:
+        return torch.nn.functional.softplus(self.raw) + 1e-3
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class _SeededFork:
+    """Fork torch's CPU RNG, seed the fork, restore the global state on exit."""
+
+    def __init__(self, fork: Any, seed: int):
+        self.fork, self.seed = fork, seed
+
+    def __enter__(self) -> None:
+        self.fork.__enter__()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.fork.__exit__(*exc)
