@@ -110,20 +110,10 @@ class InferenceResult:
         return replace(self, **changes)
 
     def to_inference_data(self) -> Any:
-        """The run as an ``arviz.InferenceData`` built with ``arviz.from_dict``."""
-        import arviz as az
+        """The run as an ``arviz.InferenceData`` (see :mod:`inference.arviz_bridge`)."""
+        from inference.arviz_bridge import to_inference_data
 
-        attrs = {"inference_method": self.method, "seed": -1 if self.seed is None else self.seed}
-        groups: dict[str, Any] = {"posterior": dict(self.posterior)}
-        if self.sample_stats:
-            groups["sample_stats"] = dict(self.sample_stats)
-        if self.log_likelihood:
-            groups["log_likelihood"] = dict(self.log_likelihood)
-        if self.posterior_predictive:
-            groups["posterior_predictive"] = dict(self.posterior_predictive)
-        if self.observed_data:
-            groups["observed_data"] = dict(self.observed_data)
-        return az.from_dict(**groups, attrs=attrs)
+        return to_inference_data(self)
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
