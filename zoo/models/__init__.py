@@ -1,5 +1,6 @@
 """Built-in models; importing this package registers every one of them."""
 
 from zoo.models.base import ZooModel
+from zoo.models import eight_schools, linear_regression, posteriordb_models  # noqa: F401
 
 __all__ = ["ZooModel"]
