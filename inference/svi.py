@@ -19,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
@@ -30,13 +31,14 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import SVI, Predictive
+from pyro.infer.autoguide.initialization import InitMessenger
 from pyro.infer.util import zero_grads
 from pyro.poutine.util import site_is_subsample
 
 from inference.checkpoint import (get_rng, load_checkpoint, restore_params, save_checkpoint,
                                   set_rng, snapshot_params)
 from inference.errors import DivergenceError
-from inference.guides import make_guide, posterior_guide
+from inference.guides import init_to_feasible_shape, make_guide, posterior_guide
 from inference.objectives import make_elbo
 from inference.result import InferenceResult
 from inference.schedules import KLAnnealing, is_scheduler, make_optimizer
@@ -75,8 +77,13 @@ def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
 
 
 def _model_trace(model: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """One trace of the model for site names and shapes.
+
+    Latent sites take a feasible value instead of a prior draw, so priors that cannot be sampled
+    (``ImproperUniform``) are fine and no random numbers are consumed by latent sites.
+    """
     with torch.no_grad(), poutine.block():
-        return poutine.trace(model).get_trace(**kwargs)
+        return poutine.trace(InitMessenger(init_to_feasible_shape)(model)).get_trace(**kwargs)
 
 
 def latent_and_deterministic_sites(model: Callable[..., Any], model_kwargs: Mapping[str, Any]
@@ -325,7 +332,9 @@ def fit_svi(
     kwargs = _to_device(model_kwargs, dev)
     val_kwargs = _to_device(validation_kwargs, dev) if validation_kwargs is not None else None
 
-    with torch.device(dev):
+    # a device context makes factory functions in models/guides default to ``dev``; it costs a
+    # Python hook on every torch call, so it is used only off the CPU
+    with (torch.device(dev) if dev.type != "cpu" else contextlib.nullcontext()):
         pyro.clear_param_store()
         guide_obj = make_guide(guide, model, **dict(guide_options or {}))
         train_kwargs = dict(kwargs)
