@@ -113,7 +113,7 @@ def _check_minibatch(model: Callable[..., Any], guide: Callable[..., Any],
                              f"{getattr(fn, '__qualname__', fn)!r} does not")
     # with subsample_size > size pyro.plate would silently use every row and scale by
     # size / subsample_size < 1, so compare against the plate sizes first
-    trace = _model_trace(model, {**model_kwargs, "subsample_size": batch_size})
+    trace = _model_trace(model, {**model_kwargs, "subsample_size": None})
     sizes = {name: site["fn"].size for name, site in trace.nodes.items()
              if site["type"] == "sample" and site_is_subsample(site)}
     if not sizes:
@@ -167,8 +167,19 @@ def _guarded_step(svi: SVI, step: int, kwargs: Mapping[str, Any]) -> float:
     stepping the optimiser, so after a :class:`DivergenceError` the parameters and optimiser
     moments are exactly those from before the bad step (no snapshot copy per step needed).
     """
-    with poutine.trace(param_only=True) as param_capture:
-        loss = svi.loss_and_grads(svi.model, svi.guide, **kwargs)
+    try:
+        with poutine.trace(param_only=True) as param_capture:
+            loss = svi.loss_and_grads(svi.model, svi.guide, **kwargs)
+    except ValueError as err:
+        # with distribution validation on (Pyro's default) a NaN/inf reaching a distribution's
+        # parameter is reported as "Expected parameter ... but found invalid values: nan"
+        message = str(err)
+        if "found invalid values" in message and ("nan" in message or "inf" in message):
+            for p in pyro.get_param_store().values():
+                if p.unconstrained().grad is not None:
+                    p.unconstrained().grad = None
+            raise DivergenceError(step, float("nan"), message.splitlines()[0]) from err
+        raise
     params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
     loss = float(loss)
     detail = ""
@@ -335,6 +346,14 @@ def fit_svi(
     # a device context makes factory functions in models/guides default to ``dev``; it costs a
     # Python hook on every torch call, so it is used only off the CPU
     with (torch.device(dev) if dev.type != "cpu" else contextlib.nullcontext()):
+        latent, deterministic = latent_and_deterministic_sites(model, kwargs)
+        keep = list(latent) + list(deterministic)
+        if posterior_sites is not None:
+            unknown = sorted(set(posterior_sites) - set(keep))
+            if unknown:
+                raise ValueError(f"posterior_sites {unknown} are not latent or deterministic "
+                                 f"sites of the model; available: {keep}")
+            keep = list(posterior_sites)
         pyro.clear_param_store()
         guide_obj = make_guide(guide, model, **dict(guide_options or {}))
         train_kwargs = dict(kwargs)
@@ -400,14 +419,6 @@ def fit_svi(
         # ---- after training: posterior draws, log-likelihood, observed data
         t1 = time.perf_counter()
         post_guide = posterior_guide(guide_obj, kwargs)
-        latent, deterministic = latent_and_deterministic_sites(model, kwargs)
-        keep = list(latent) + list(deterministic)
-        if posterior_sites is not None:
-            unknown = sorted(set(posterior_sites) - set(keep))
-            if unknown:
-                raise ValueError(f"posterior_sites {unknown} are not latent or deterministic "
-                                 f"sites of the model; available: {keep}")
-            keep = list(posterior_sites)
         draws: dict[str, np.ndarray] = {}
         if num_posterior_draws > 0:
             draws = _draw_posterior(model, post_guide, kwargs, latent,
