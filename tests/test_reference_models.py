@@ -378,6 +378,34 @@ def test_conjugate_posterior_moments_match_quadrature_of_the_model_log_joint():
     assert s2_mean == pytest.approx(float(post.sigma2_mean), rel=1e-3)
 
 
+def test_conjugate_model_with_a_full_prior_covariance(datasets):
+    """The MultivariateNormal branch (``prior_cov``): scipy log joint and draw broadcasting."""
+    ds = datasets["conjugate_linear_regression"]
+    x, y = _np(ds, "x")[:, :2], _np(ds, "y")
+    design = np.column_stack([np.ones(len(y)), x])
+    cov = np.array([[4.0, 0.5, 0.2], [0.5, 2.0, -0.3], [0.2, -0.3, 1.0]])
+    m0 = np.array([0.1, -0.1, 0.2])
+    model = zoo.get("conjugate_linear_regression", a0=3.0, b0=2.0, prior_mean=m0.tolist(),
+                    prior_cov=cov.tolist())
+    beta, sigma2 = np.array([0.05, 0.3, -0.2]), 0.7
+    expected = (stats.invgamma.logpdf(sigma2, 3.0, scale=2.0)
+                + stats.multivariate_normal.logpdf(beta, m0, sigma2 * cov)
+                + stats.norm.logpdf(y, design @ beta, np.sqrt(sigma2)).sum())
+    kwargs = {"x": _t(x), "y": _t(y)}
+    got = _log_joint(model, kwargs, {"beta": _t(beta), "sigma2": _t(sigma2)})
+    assert got == pytest.approx(expected, rel=1e-10)
+    draws = {"beta": _t(np.stack([beta, 0.5 * beta])).reshape(2, 1, 3),
+             "sigma2": _t([[sigma2], [1.3]])}
+    with pyro.plate("draws", 2, dim=-2):
+        trace = poutine.trace(poutine.condition(model.model, data=draws)).get_trace(**kwargs)
+    joint = sum(_per_site_log_probs(trace, 1).values())
+    assert float(joint[0]) == pytest.approx(expected, rel=1e-10)
+    assert float(joint[1]) == pytest.approx(_log_joint(model, kwargs, {
+        "beta": _t(0.5 * beta), "sigma2": _t(1.3)}), rel=1e-10)
+    with pytest.raises(ValueError, match="prior_mean has shape .3,.; the model has 11"):
+        model.exact_posterior(_t(_np(ds, "x")), _t(y))
+
+
 def test_nig_posterior_updates_sequentially():
     """Updating on two halves in turn equals updating on all the data at once."""
     gen = np.random.default_rng(1)

@@ -200,12 +200,17 @@ class ConjugateLinearRegression(ReferenceModel):
               subsample_size: int | None = None) -> torch.Tensor:
         design = self.design(x)
         m0, v0 = self.prior(design.shape[-1])
-        m0, chol0 = m0.to(design), torch.linalg.cholesky(v0).to(design)
+        m0 = m0.to(design)
         sigma2 = pyro.sample("sigma2", dist.InverseGamma(design.new_tensor(self.a0),
                                                          design.new_tensor(self.b0)))
         sigma = sigma2.sqrt()
-        beta = pyro.sample(
-            "beta", dist.MultivariateNormal(m0, scale_tril=sigma[..., None, None] * chol0))
+        if self.prior_cov is None:  # diagonal V0: independent normals, cheaper than the MVN
+            beta_prior = dist.Normal(m0, sigma[..., None] * v0.diagonal().sqrt().to(design))
+            beta = pyro.sample("beta", beta_prior.to_event(1))
+        else:
+            chol0 = torch.linalg.cholesky(v0).to(design)
+            beta = pyro.sample(
+                "beta", dist.MultivariateNormal(m0, scale_tril=sigma[..., None, None] * chol0))
         beta = align_global(beta)
         with pyro.plate("data", design.shape[0], subsample_size=subsample_size, dim=-1) as idx:
             if subsample_size is not None:
