@@ -20,8 +20,10 @@ Conventions for model authors:
   off the trace; models accept an optional ``subsample_size`` keyword when they support
   mini-batches (the plate then subsamples and Pyro rescales the likelihood).
 * Models are written to broadcast over extra leading batch dimensions of their latent variables
-  (``x @ beta`` becomes ``(x * beta.unsqueeze(-2)).sum(-1)``) so draws can be evaluated in a
-  vectorised way.
+  so draws can be evaluated in a vectorised way. A global vector arrives as ``(D,)``, as
+  ``(S, D)`` (vectorised log-likelihood, ``Predictive(parallel=True)``) or as ``(S, 1, D)``
+  (vectorised ELBO particles); :func:`zoo.models.posteriordb_base.align_global` brings all
+  three to a form that broadcasts against the data plate.
 """
 
 from __future__ import annotations
