@@ -1,0 +1,302 @@
+"""Running one benchmark cell: fit, measure, save, and commit its row atomically.
+
+A cell's outputs are built in a temporary folder ``cells/.tmp-<cell_id>-<pid>`` and renamed onto
+``cells/<cell_id>`` when complete. The last file written before the rename is ``row.json``, the
+cell's row of the results table: a cell folder holding ``row.json`` is committed and a resumed run
+skips it; anything else under ``cells/`` is debris of a killed run and is removed.
+
+Usage::
+
+    from benchmarks.cells import run_cell
+    from benchmarks.suite import load_suite
+    cell = load_suite("quick").cells[0]
+    row = run_cell(cell, "runs/quick")       # dict: model, method, seed, status, metrics...
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import traceback
+import warnings as warnings_module
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from benchmarks.suite import MCMC_DRIVERS, Cell
+from inference.storage import atomic_write_text
+
+ROW_FILE = "row.json"
+TRACEBACK_FILE = "traceback.txt"
+CELLS_DIR = "cells"
+_TMP_PREFIX = ".tmp-"
+#: importance samples for the PSIS k-hat of an SVI guide (Yao et al. 2018 use a few hundred+)
+PSIS_PARTICLES = 500
+
+#: columns every row has, in table order; metric columns follow
+ID_COLUMNS = (
+    "suite", "cell_id", "model", "data", "split", "method", "label", "guide", "seed",
+    "status", "error", "warnings", "wall_time_s", "fit_time_s",
+)
+
+
+def cell_dir(out_dir: str | Path, cell: Cell) -> Path:
+    """Where a committed cell's outputs live."""
+    return Path(out_dir) / CELLS_DIR / cell.cell_id
+
+
+def committed_row(out_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
+    """The row of an already committed cell, or ``None``."""
+    marker = cell_dir(out_dir, cell) / ROW_FILE
+    if not marker.is_file():
+        return None
+    return json.loads(marker.read_text())
+
+
+def clean_partial(out_dir: str | Path) -> list[Path]:
+    """Remove the temporary folders (and uncommitted cell folders) a killed run left behind."""
+    root = Path(out_dir) / CELLS_DIR
+    removed = []
+    if not root.is_dir():
+        return removed
+    for child in root.iterdir():
+        if child.is_dir() and (child.name.startswith(_TMP_PREFIX)
+                               or not (child / ROW_FILE).is_file()):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
+def run_cell(
+    cell: Cell, out_dir: str | Path, *, suite: str = "", imports: tuple[str, ...] = (),
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Fit one cell, write its outputs under ``out_dir/cells/<cell_id>``, return its row.
+
+    Never raises for a failing fit: the row has ``status="error"``, ``error`` holds the stage,
+    exception type and message, and ``traceback.txt`` the traceback. A cell already committed
+    is not run again; its stored row is returned.
+    """
+    done = committed_row(out_dir, cell)
+    if done is not None:
+        return done
+    import importlib
+
+    import torch
+
+    for module in imports:  # suites may register extra models from their own modules
+        importlib.import_module(module)
+    root = Path(out_dir) / CELLS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{_TMP_PREFIX}{cell.cell_id}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    warm_imports()  # so that timings measure inference, not a fresh worker's imports
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        row = _measure(cell, tmp)
+    finally:
+        torch.set_num_threads(old_threads)
+    row = {
+        "suite": suite,
+        "cell_id": cell.cell_id,
+        "model": cell.model,
+        "data": cell.data or _default_data(cell.model),
+        "split": cell.split,
+        "method": cell.method,
+        "label": cell.label,
+        "guide": cell.guide,
+        "seed": cell.seed,
+        **row,
+        "wall_time_s": time.perf_counter() - start,
+    }
+    row = {key: _plain(value) for key, value in row.items()}
+    atomic_write_text(tmp / ROW_FILE, json.dumps(row, indent=1, sort_keys=True))  # commit marker
+    final = cell_dir(out_dir, cell)
+    if final.exists():  # an uncommitted leftover; committed cells returned above
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return row
+
+
+def warm_imports() -> None:
+    """Import the drivers, diagnostics and model registry once per process."""
+    import inference.diagnostics  # noqa: F401
+    import inference.mcmc  # noqa: F401
+    import inference.svi  # noqa: F401
+    import zoo
+    import zoo.fit  # noqa: F401
+
+    zoo.list_models()
+
+
+def _default_data(model: str) -> str | None:
+    """The data set a cell without ``data`` uses: the model's registered default."""
+    try:
+        import zoo
+
+        return zoo.spec(model).default_data
+    except KeyError:
+        return None
+
+
+def _measure(cell: Cell, out: Path) -> dict[str, Any]:
+    """Run the stages of one cell, recording the first failing stage's error."""
+    import pyro
+
+    row: dict[str, Any] = {"status": "ok", "error": None, "warnings": None, "fit_time_s": None}
+    warnings: list[str] = []
+    stage = "fit"
+    try:
+        from zoo.fit import fit
+
+        pyro.clear_param_store()
+        settings = {"progress_bar": False, **cell.settings}
+        t0 = time.perf_counter()
+        with warnings_module.catch_warnings(record=True) as caught:
+            warnings_module.simplefilter("always")
+            result, model, dataset = fit(
+                cell.model, cell.method, data=cell.data, data_options=cell.all_data_options,
+                guide=cell.guide, seed=cell.seed, config=dict(cell.config), **settings,
+            )
+        row["fit_time_s"] = time.perf_counter() - t0
+        # the drivers' own warnings (divergences, R-hat, ESS) go into the table, once each
+        for message in dict.fromkeys(str(w.message) for w in caught
+                                     if issubclass(w.category, RuntimeWarning)):
+            warnings.append(message)
+        stage = "diagnostics"
+        with warnings_module.catch_warnings():  # ArviZ's small-sample notes; the row has ESS
+            warnings_module.simplefilter("ignore", RuntimeWarning)
+            row.update(inference_metrics(result, cell.method in MCMC_DRIVERS))
+        if cell.psis_khat and cell.method == "svi":
+            stage = "psis_khat"
+            row["psis_khat"] = _psis_khat(result, model, dataset)
+        stage = "reference"
+        row.update(reference_agreement(model, dataset, result))
+        stage = "evaluate"
+        if cell.eval_split in dataset.splits:
+            row.update(_scalars(model.evaluate(dataset, result, split=cell.eval_split)))
+        stage = "save"
+        result.save(out)
+    except Exception as err:  # the grid goes on; the row says what failed and where
+        row["status"] = "error"
+        row["error"] = f"{stage}: {type(err).__name__}: {err}"
+        row["warnings"] = "; ".join(warnings) or None
+        atomic_write_text(out / TRACEBACK_FILE, traceback.format_exc())
+        return row
+    if cell.plots:
+        plot_dir = out / "plots"
+        for name, make in (("standard plots", _standard_plots), ("model plots", _model_plots)):
+            try:
+                make(result, model, dataset, plot_dir)
+            except Exception as err:  # a failed figure does not void the numbers
+                warnings.append(f"{name}: {type(err).__name__}: {err}")
+                with open(out / TRACEBACK_FILE, "a") as fh:
+                    fh.write(traceback.format_exc())
+    row["warnings"] = "; ".join(warnings) or None
+    return row
+
+
+def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
+    """Headline scalars of a result: the final ELBO for SVI; ESS, R-hat, divergences for MCMC.
+
+    The MCMC numbers come from :func:`inference.diagnostics.summarize` (``az.summary``): the
+    worst variable's bulk and tail ESS, bulk ESS per second of sampling and R-hat.
+    """
+    metrics: dict[str, Any] = {}
+    if result.loss_history is not None and len(result.loss_history):
+        losses = np.asarray(result.loss_history, dtype=float)
+        tail = max(1, min(100, len(losses) // 20))  # average the last 5% to damp SGD noise
+        metrics["elbo"] = float(-np.mean(losses[-tail:]))
+    if mcmc:
+        from inference.diagnostics import summarize
+
+        table = summarize(result)
+        for column, name, reduce in (("ess_bulk", "min_ess_bulk", "min"),
+                                     ("ess_tail", "min_ess_tail", "min"),
+                                     ("ess_bulk_per_s", "ess_per_s", "min"),
+                                     ("r_hat", "max_rhat", "max")):
+            if column in table and table[column].notna().any():
+                metrics[name] = float(getattr(table[column], reduce)())
+        if "diverging" in result.sample_stats:
+            metrics["divergences"] = int(np.asarray(result.sample_stats["diverging"]).sum())
+    return metrics
+
+
+def reference_agreement(model: Any, dataset: Any, result: Any) -> dict[str, float]:
+    """How far the posterior is from the model's reference posterior, in reference sds.
+
+    For models with :meth:`~zoo.models.base.ZooModel.reference_posterior` (posteriordb's Stan
+    draws, exact conjugate posteriors) and a ``to_stan_draws`` naming of their parameters:
+    ``ref_max_abs_z`` is the largest ``|mean - ref mean| / ref sd`` over the reported
+    parameters and ``ref_max_log_sd_ratio`` the largest ``|log(sd / ref sd)|``. Empty for
+    models without a reference.
+    """
+    reference = model.reference_posterior(dataset)
+    if not reference or "mean" not in reference or not hasattr(model, "to_stan_draws"):
+        return {}
+    draws = model.to_stan_draws(result.posterior)
+    z, log_ratio = [], []
+    for name, ref_mean in reference["mean"].items():
+        ref_sd = reference["sd"].get(name)
+        if name not in draws or not ref_sd or not math.isfinite(ref_sd):
+            continue
+        values = np.asarray(draws[name], dtype=float).ravel()
+        z.append(abs(values.mean() - ref_mean) / ref_sd)
+        if len(values) > 1 and values.std(ddof=1) > 0:
+            log_ratio.append(abs(math.log(values.std(ddof=1) / ref_sd)))
+    out = {}
+    if z:
+        out["ref_max_abs_z"] = float(max(z))
+    if log_ratio:
+        out["ref_max_log_sd_ratio"] = float(max(log_ratio))
+    return out
+
+
+def _psis_khat(result: Any, model: Any, dataset: Any) -> float:
+    from inference.diagnostics import psis_khat
+
+    khat = psis_khat(model.model, result.fitted["guide"], model.model_kwargs(dataset, "train"),
+                     num_particles=PSIS_PARTICLES, max_simultaneous_particles=PSIS_PARTICLES)
+    return float(khat)
+
+
+def _standard_plots(result: Any, model: Any, dataset: Any, out: Path) -> None:
+    from inference.plots import save_standard_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_standard_plots(result, out)
+
+
+def _model_plots(result: Any, model: Any, dataset: Any, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.plot(dataset, result, out)
+
+
+def _scalars(values: Any) -> dict[str, Any]:
+    """Keep the scalar numbers (and short strings) of a metrics mapping."""
+    if not isinstance(values, Mapping):
+        return {}
+    out = {}
+    for key, value in values.items():
+        if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+            value = value.item()
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            out[str(key)] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe value: numpy scalars unwrapped, NaN/inf stored as null."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

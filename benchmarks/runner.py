@@ -1,0 +1,157 @@
+"""Running a whole suite: pick the cells still to do, run them, rebuild the tidy table.
+
+Output folder layout (default ``runs/<suite>``)::
+
+    suite.toml          the suite as it was run (the report reads the published numbers here)
+    cells/<cell_id>/    one folder per committed cell: row.json (the commit marker),
+                        posterior.nc, result.json, plots/, traceback.txt when it failed
+    results.csv         one row per cell, rebuilt from the cells' row.json after every cell
+    results.parquet     the same table
+
+Without ``resume`` a run starts from scratch (``cells/`` is cleared). With ``resume`` committed
+cells are kept and skipped, debris of a killed run is removed, and only the rest runs, so a run
+killed at any moment and resumed ends with the same table as an uninterrupted one.
+
+Usage::
+
+    from benchmarks import run_suite
+    table = run_suite("quick", jobs=2)                    # pandas DataFrame, one row per cell
+    table.groupby(["model", "label"])["test_ll"].mean()
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from benchmarks.backends import get_backend
+from benchmarks.cells import CELLS_DIR, ID_COLUMNS, ROW_FILE, clean_partial, committed_row
+from benchmarks.suite import Cell, Suite, load_suite
+from inference.storage import atomic_path, atomic_write_text
+
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+SUITE_COPY = "suite.toml"
+
+
+def run_suite(
+    suite_name_or_path: str | Path | Suite,
+    out_dir: str | Path | None = None,
+    jobs: int = 1,
+    resume: bool = False,
+    backend: str = "local",
+    *,
+    retry_errors: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every cell of a suite and return the results table (one row per cell).
+
+    ``suite_name_or_path`` is a built-in suite name (``"quick"``), a path to a TOML file or a
+    loaded :class:`~benchmarks.suite.Suite`. ``jobs`` cells run at a time on ``backend``
+    ("local" worker processes or "ray"). ``resume`` keeps committed cells; ``retry_errors``
+    (with ``resume``) runs failed cells again.
+    """
+    suite = (suite_name_or_path if isinstance(suite_name_or_path, Suite)
+             else load_suite(suite_name_or_path))
+    out = Path(out_dir) if out_dir is not None else Path("runs") / suite.name
+    runner = get_backend(backend, jobs=jobs)  # bad backend/jobs fail before touching files
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume and (out / CELLS_DIR).exists():
+        shutil.rmtree(out / CELLS_DIR)
+    clean_partial(out)
+    if suite.source:
+        atomic_write_text(out / SUITE_COPY, suite.source)
+    todo: list[Cell] = []
+    for cell in suite.cells:
+        row = committed_row(out, cell)
+        if row is not None and retry_errors and row.get("status") != "ok":
+            shutil.rmtree(out / CELLS_DIR / cell.cell_id)
+            row = None
+        if row is None:
+            todo.append(cell)
+    bar = _progress(len(suite.cells), len(suite.cells) - len(todo), suite.name, progress)
+    try:
+        for cell, row in runner.run(todo, out, suite=suite.name, imports=suite.imports):
+            if committed_row(out, cell) is None:  # a worker died before committing
+                _commit_error_row(out, cell, row)
+            write_tables(suite, out)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{cell.model} {cell.label} seed={cell.seed}: "
+                                    f"{row.get('status')}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return write_tables(suite, out)
+
+
+def collect_rows(suite: Suite, out_dir: str | Path) -> pd.DataFrame:
+    """The table of a suite's committed cells, in suite order (missing cells left out)."""
+    rows = [row for cell in suite.cells if (row := committed_row(out_dir, cell)) is not None]
+    return rows_to_frame(rows)
+
+
+def rows_to_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame with the identifying columns first, then metrics sorted by name."""
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        return pd.DataFrame(columns=list(ID_COLUMNS))
+    for column in ID_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    metrics = sorted(c for c in frame.columns if c not in ID_COLUMNS)
+    return frame[list(ID_COLUMNS) + metrics]
+
+
+def write_tables(suite: Suite, out_dir: str | Path) -> pd.DataFrame:
+    """Rebuild ``results.csv`` and ``results.parquet`` from the committed cells."""
+    out = Path(out_dir)
+    frame = collect_rows(suite, out)
+    with atomic_path(out / RESULTS_CSV) as tmp:
+        frame.to_csv(tmp, index=False)
+    with atomic_path(out / RESULTS_PARQUET) as tmp:
+        _parquet_safe(frame).to_parquet(tmp, index=False)
+    return frame
+
+
+def read_results(run_dir: str | Path) -> pd.DataFrame:
+    """The results table of a finished (or partial) run folder."""
+    run = Path(run_dir)
+    if (run / RESULTS_PARQUET).is_file():
+        return pd.read_parquet(run / RESULTS_PARQUET)
+    if (run / RESULTS_CSV).is_file():
+        return pd.read_csv(run / RESULTS_CSV)
+    rows = [json.loads(p.read_text()) for p in sorted((run / CELLS_DIR).glob(f"*/{ROW_FILE}"))]
+    if not rows:
+        raise FileNotFoundError(f"{run} holds no benchmark results ({RESULTS_CSV} or cells/)")
+    return rows_to_frame(rows)
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mixed-type object columns (e.g. a split that is sometimes a number) as strings."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            kinds = {type(v) for v in out[column] if v is not None and v == v}
+            if len(kinds) > 1:
+                out[column] = out[column].map(lambda v: None if v is None else str(v))
+    return out
+
+
+def _commit_error_row(out: Path, cell: Cell, row: dict[str, Any]) -> None:
+    """Commit the error row of a cell whose worker died before writing its own."""
+    folder = out / CELLS_DIR / cell.cell_id
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / ROW_FILE, json.dumps(row, indent=1, sort_keys=True))
+
+
+def _progress(total: int, done: int, name: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"bench {name}", unit="cell")
