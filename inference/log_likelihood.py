@@ -188,6 +188,7 @@ def pointwise_log_likelihood(
     model_kwargs: Mapping[str, Any] | None = None,
     *,
     chunk_size: int | None = None,
+    vectorize: bool = True,
 ) -> dict[str, np.ndarray]:
     """Log-likelihood of each observation under each posterior draw, for every observed site.
 
@@ -195,7 +196,8 @@ def pointwise_log_likelihood(
     as deterministic sites are ignored). Returns ``{site: (chain, draw, n_obs)}`` where ``n_obs``
     is the size of the site's data plate (``dim=-1``); other batch and event dimensions are
     summed, and a site outside any ``dim=-1`` plate gets ``n_obs = 1``. ``chunk_size`` bounds
-    the draws evaluated at once (default: sized so a chunk holds about 8M elements).
+    the draws evaluated at once (default: sized so a chunk holds about 8M elements);
+    ``vectorize=False`` evaluates one draw at a time (the fallback, also used for checking).
 
     Example::
 
@@ -226,31 +228,40 @@ def pointwise_log_likelihood(
         chunk_size = max(1, _DEFAULT_CHUNK_ELEMENTS // per_draw)
     chunk_size = min(int(chunk_size), total)
 
-    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
-    try:
+    def vectorised() -> dict[str, list[torch.Tensor]]:
+        pieces: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
         for start in range(0, total, chunk_size):
             stop = min(start + chunk_size, total)
-            draws = {
-                name: _reshape_for_plate(value[start:stop], nesting)
-                for name, value in tensors.items()
-            }
+            draws = {name: _reshape_for_plate(value[start:stop], nesting)
+                     for name, value in tensors.items()}
             chunk = _vectorised_chunk(model, kwargs, draws, stop - start, nesting, observed,
                                       data_plate)
             for name in observed:
                 pieces[name].append(chunk[name])
-    except Exception as error:  # noqa: BLE001 - any failure means the model does not broadcast
-        warnings.warn(
-            "vectorised log-likelihood failed "
-            f"({type(error).__name__}: {error}); evaluating draws one at a time instead",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        pieces = {name: [] for name in observed}
+        return pieces
+
+    def looped() -> dict[str, list[torch.Tensor]]:
+        pieces: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
         for index in range(total):
             draw = {name: value[index] for name, value in tensors.items()}
             single = _single_draw(model, kwargs, draw, nesting, observed, data_plate)
             for name in observed:
                 pieces[name].append(single[name].unsqueeze(0))
+        return pieces
+
+    pieces = None
+    if vectorize:
+        try:
+            pieces = vectorised()
+        except Exception as error:  # noqa: BLE001 - any failure: the model does not broadcast
+            warnings.warn(
+                "vectorised log-likelihood failed "
+                f"({type(error).__name__}: {error}); evaluating draws one at a time instead",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    if pieces is None:
+        pieces = looped()
     return {
         name: torch.cat(parts).cpu().numpy().reshape((num_chains, num_draws, -1))
         for name, parts in pieces.items()
