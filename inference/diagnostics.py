@@ -90,9 +90,13 @@ def psis_khat(model: Callable[..., Any], guide: Callable[..., Any],
 
     if int(num_particles) < 2:
         raise ValueError(f"num_particles must be at least 2, got {num_particles!r}")
+    chunk = int(max_simultaneous_particles or num_particles)
+    if int(num_particles) % chunk:
+        raise ValueError(f"num_particles ({num_particles}) must be a multiple of "
+                         f"max_simultaneous_particles ({chunk})")
     with torch.no_grad():
         return float(psis_diagnostic(model, guide, num_particles=int(num_particles),
-                                     max_simultaneous_particles=max_simultaneous_particles,
+                                     max_simultaneous_particles=chunk,
                                      **dict(model_kwargs or {})))
 
 
