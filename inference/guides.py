@@ -39,7 +39,8 @@ from pyro.infer import autoguide as ag
 from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import transform_to
 
-__all__ = ["init_to_feasible_shape", "GUIDE_NAMES", "FLOW_NAMES", "make_guide", "robust_init_to_median", "posterior_guide", "AutoFlowNormal"]
+__all__ = ["GUIDE_NAMES", "FLOW_NAMES", "make_guide", "posterior_guide", "AutoFlowNormal",
+           "robust_init_to_median", "init_to_feasible_shape"]
 
 InitFn = Callable[[dict], torch.Tensor]
 
@@ -118,7 +119,7 @@ class AutoFlowNormal(ag.AutoNormalizingFlow):
     """
 
     def __init__(self, model: Callable[..., Any], init_transform_fn: Callable[[int], Any],
-                 init_loc_fn: InitFn = None, init_scale: float = 0.1) -> None:
+                 init_loc_fn: InitFn | None = None, init_scale: float = 0.1) -> None:
         # AutoContinuous.__init__ (not AutoNormalizingFlow's) so that init_loc_fn is honoured
         ag.AutoContinuous.__init__(self, model, init_loc_fn=init_loc_fn or robust_init_to_median)
         self._init_transform_fn = init_transform_fn
@@ -149,7 +150,8 @@ def _auto_flow(model: Callable, init_loc_fn: InitFn, flow: str | Sequence[str] =
 def _reject(name: str, options: dict[str, Any], allowed: Sequence[str]) -> None:
     extra = sorted(set(options) - set(allowed))
     if extra:
-        raise ValueError(f"guide {name!r} does not take option(s) {extra}; it takes {list(allowed)}")
+        raise ValueError(f"guide {name!r} does not take option(s) {extra}; "
+                         f"it takes {list(allowed)}")
 
 
 def _factory(name: str, model: Callable, init_loc_fn: InitFn, options: dict[str, Any]

@@ -8,13 +8,14 @@ is written here; learning-rate schedules and clipping are Pyro's (``pyro.optim``
 
 Usage::
 
-    from inference.schedules import KLAnnealing, make_optimizer
+    from inference.schedules import KLAnnealing, is_scheduler, make_optimizer
     anneal = KLAnnealing.from_config({"start": 0.01, "end": 1.0, "steps": 1000, "shape": "linear"})
     model_a, guide_a = anneal.wrap(model), anneal.wrap(guide)
     anneal.set_step(step)                 # before each SVI step
     optim = make_optimizer("adam", lr=1e-2, lr_schedule={"name": "exponential", "gamma": 0.999},
                            clip_norm=10.0)
-    optim.step() if hasattr(optim, "step") else None   # the driver steps schedulers once a step
+    if is_scheduler(optim):
+        optim.step()                      # the driver steps a scheduler once per SVI step
 """
 
 from __future__ import annotations

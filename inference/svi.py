@@ -14,7 +14,7 @@ Usage::
     result = fit_svi(m.model, m.model_kwargs(data), guide="auto_mvn", num_steps=2000, lr=0.02)
     result.posterior["beta"].shape        # (1, 1000, d)
     result.loss_history[-10:]
-    guide = result.fitted["guide"]        # the trained guide (the Laplace Gaussian for auto_laplace)
+    guide = result.fitted["guide"]        # trained guide (the Laplace Gaussian for auto_laplace)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import os
 import time
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -86,10 +87,23 @@ def _model_trace(model: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
         return poutine.trace(InitMessenger(init_to_feasible_shape)(model)).get_trace(**kwargs)
 
 
-def latent_and_deterministic_sites(model: Callable[..., Any], model_kwargs: Mapping[str, Any]
-                                   ) -> tuple[list[str], list[str]]:
+def _plate_nesting(*traces: Any) -> int:
+    """The deepest vectorised plate dim in the traces (what Pyro's ELBO would guess)."""
+    depth = 0
+    for trace in traces:
+        for site in trace.nodes.values():
+            if site["type"] == "sample":
+                for frame in site["cond_indep_stack"]:
+                    if frame.vectorized and frame.dim is not None:
+                        depth = max(depth, -frame.dim)
+    return depth
+
+
+def latent_and_deterministic_sites(model: Callable[..., Any], model_kwargs: Mapping[str, Any],
+                                   trace: Any = None) -> tuple[list[str], list[str]]:
     """Names of the latent (non-observed) and deterministic sample sites of one model trace."""
-    trace = _model_trace(model, model_kwargs)
+    if trace is None:
+        trace = _model_trace(model, model_kwargs)
     latent, deterministic = [], []
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
@@ -301,7 +315,8 @@ def fit_svi(
 
     * ``guide_options`` -- passed to :func:`inference.guides.make_guide` (``rank``,
       ``init_scale``, ``num_flows``, ``flow``, ``hidden_dim``, ``init_loc_fn``);
-    * ``max_plate_nesting`` -- given to the ELBO (default: Pyro guesses it from a trace).
+    * ``max_plate_nesting`` -- given to the ELBO (default: read off one model and one guide
+      trace before training, as Pyro's ELBO would guess it).
 
     Behaviour: the param store is cleared and the seed set at the start (``resume=True``
     restores everything from ``checkpoint_path`` when that file exists, else starts fresh);
@@ -346,7 +361,8 @@ def fit_svi(
     # a device context makes factory functions in models/guides default to ``dev``; it costs a
     # Python hook on every torch call, so it is used only off the CPU
     with (torch.device(dev) if dev.type != "cpu" else contextlib.nullcontext()):
-        latent, deterministic = latent_and_deterministic_sites(model, kwargs)
+        ref_trace = _model_trace(model, kwargs)
+        latent, deterministic = latent_and_deterministic_sites(model, kwargs, ref_trace)
         keep = list(latent) + list(deterministic)
         if posterior_sites is not None:
             unknown = sorted(set(posterior_sites) - set(keep))
@@ -361,20 +377,25 @@ def fit_svi(
             _check_minibatch(model, guide_obj, kwargs, batch_size)
             train_kwargs["subsample_size"] = batch_size
         pyro.set_rng_seed(seed)
-        train_model = anneal.wrap(model) if anneal else model
-        train_guide = anneal.wrap(guide_obj) if anneal else guide_obj
-        svi = SVI(train_model, train_guide, optim, loss=elbo_obj)
-
         # create every parameter (and its constraint) by running the guide once; a resumed
         # run does the same so that the restored values land in identically built parameters
         with torch.no_grad(), poutine.block():
-            guide_obj(**train_kwargs)
+            guide_trace = poutine.trace(guide_obj).get_trace(**train_kwargs)
+        if max_plate_nesting is None:
+            # fix it now: with vectorised particles Pyro would otherwise guess it at the first
+            # step by running model and guide once, consuming random numbers after a resume
+            elbo_obj = make_elbo(elbo, num_particles=num_particles,
+                                 vectorize_particles=vectorize_particles, renyi_alpha=renyi_alpha,
+                                 max_plate_nesting=_plate_nesting(ref_trace, guide_trace))
+        train_model = anneal.wrap(model) if anneal else model
+        train_guide = anneal.wrap(guide_obj) if anneal else guide_obj
+        svi = SVI(train_model, train_guide, optim, loss=elbo_obj)
 
         losses: list[float] = []
         start = 0
         es: dict[str, Any] = {"best_value": math.inf, "best_step": -1, "bad_evals": 0,
                               "stopped_early": False, "val_history": [], "best_params": {}}
-        if resume and checkpoint_path is not None and _exists(checkpoint_path):
+        if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
             state = load_checkpoint(checkpoint_path)
             restore_params(state["params"])
             optim.set_state(state["optim"])
@@ -388,7 +409,6 @@ def fit_svi(
 
         t0 = time.perf_counter()
         smoothed = None
-        step = start
         with tqdm(total=num_steps, initial=start, disable=not progress_bar,
                   desc="svi", dynamic_ncols=True) as bar:
             for step in range(start, num_steps):
@@ -473,12 +493,6 @@ def fit_svi(
         fitted={"guide": post_guide, "model": model, "elbo": elbo_obj,
                 "trained_guide": guide_obj, "optimizer": optim},
     )
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.exists(path)
 
 
 def _evaluate(elbo_obj: Any, model: Callable[..., Any], guide: Callable[..., Any],

@@ -14,6 +14,7 @@ import torch
 import zoo
 from inference.checkpoint import load_checkpoint
 from inference.errors import DivergenceError
+from inference.guides import init_to_feasible_shape
 from inference.schedules import KLAnnealing, LatentScaleMessenger, make_optimizer
 from inference.svi import fit_svi
 
@@ -50,22 +51,34 @@ def test_full_rank_svi_recovers_exact_conjugate_regression_posterior():
     mean, cov = exact.beta_mean.numpy(), exact.beta_cov.numpy()
     sd = np.sqrt(np.diag(cov))
 
-    result = fit_svi(m.model, {"x": x, "y": y}, guide="auto_mvn", num_steps=800, lr=0.05,
+    # init at the zero of the unconstrained space (beta = 0, sigma2 = 1): the prior-median init
+    # can start beta several units away, more than the decaying lr can travel
+    result = fit_svi(m.model, {"x": x, "y": y}, guide="auto_mvn", num_steps=1000, lr=0.05,
                      num_particles=8, vectorize_particles=True,
-                     lr_schedule={"name": "exponential", "gamma": 0.994},
-                     num_posterior_draws=4000, log_likelihood=False, **QUIET)
+                     guide_options={"init_loc_fn": init_to_feasible_shape},
+                     lr_schedule={"name": "exponential", "gamma": 0.995},
+                     num_posterior_draws=10000, log_likelihood=False, **QUIET)
     draws = result.posterior["beta"][0]
-    assert draws.shape == (4000, 3)
+    assert draws.shape == (10000, 3)
     # Why SVI is (nearly) exact here: beta | sigma2 is Gaussian and sigma2 is concentrated
     # (a_n = a0 + N/2 = 102, coefficient of variation 1/sqrt(a_n - 2) = 10%), so a full-rank
     # Gaussian over (beta, log sigma2) matches the beta marginal (Student-t, 204 dof) up to
-    # O(1/a_n) ~ 1%. What remains is optimisation noise (the lr decays to 0.05 * 0.994^800 =
-    # 4e-4) and Monte Carlo error: the mean of 4000 draws has sd 0.016 posterior sd, a 4000-draw
-    # covariance entry has relative sd ~ sqrt(2 / 4000) = 2.2%.
+    # O(1/a_n) ~ 1%. What remains is optimisation noise (the lr decays to 0.05 * 0.995^1000 =
+    # 3e-4; seeds 0-3 gave guide covariances within 2-5% and means within 0.03 sd of exact)
+    # and Monte Carlo error of the draws: a 10000-draw mean has sd 0.01 posterior sd, a
+    # 10000-draw covariance has relative (Frobenius) error of about 2%.
+    guide = result.fitted["guide"]
+    names = [n for n in guide.prototype_trace.nodes if n in ("sigma2", "beta")]
+    assert names == ["sigma2", "beta"]  # latent vector = (log sigma2, beta)
+    q = guide.get_posterior()
+    q_mean = q.loc[1:].detach().numpy()
+    q_cov = q.covariance_matrix[1:, 1:].detach().numpy()
+    assert np.all(np.abs(q_mean - mean) < 0.1 * sd), (q_mean, mean, sd)
+    assert np.linalg.norm(q_cov - cov) / np.linalg.norm(cov) < 0.08, (q_cov, cov)
     assert np.all(np.abs(draws.mean(0) - mean) < 0.1 * sd), (draws.mean(0), mean, sd)
     rel = np.linalg.norm(np.cov(draws.T) - cov) / np.linalg.norm(cov)
-    assert rel < 0.1, (np.cov(draws.T), cov)
-    assert result.loss_history.shape == (800,)
+    assert rel < 0.12, (np.cov(draws.T), cov)
+    assert result.loss_history.shape == (1000,)
     assert result.timings["training"] > 0
 
 
@@ -108,6 +121,7 @@ def test_checkpoint_and_resume_equals_uninterrupted_run(y20, tmp_path):
     opts = dict(guide="auto_mvn", lr=0.05, lr_schedule={"name": "step", "step_size": 20,
                                                         "gamma": 0.5},
                 kl_anneal={"start": 0.2, "end": 1.0, "steps": 80}, num_posterior_draws=50,
+                num_particles=2, vectorize_particles=True,
                 log_likelihood=False, seed=7, **QUIET)
     straight = fit_svi(normal_model, {"y": y20}, num_steps=100,
                        checkpoint_path=str(tmp_path / "a.pt"), checkpoint_every=50, **opts)
