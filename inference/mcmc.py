@@ -97,9 +97,13 @@ def _without_sampling(site: Mapping[str, Any], spread: bool) -> torch.Tensor:
 
 def _robust_init(site: Mapping[str, Any], *, base: Callable[..., Any], spread: bool) -> Any:
     try:
-        return base(site)
+        value = base(site)
     except NotImplementedError:  # e.g. ImproperUniform.sample
         return _without_sampling(site, spread)
+    if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
+        # init_to_mean gives inf for heavy tails (HalfCauchy's mean): use the median instead
+        return _robust_init(site, base=init_to_median, spread=False)
+    return value
 
 
 def make_init_strategy(init: str | Mapping[str, Any]) -> Callable[..., Any]:
@@ -187,7 +191,22 @@ class _RecordingNUTS(_RecordingHMCMixin, NUTS):
 
 
 class _RecordingHMC(_RecordingHMCMixin, HMC):
-    pass
+    """HMC whose ``num_steps``, when given, stays fixed while the step size adapts.
+
+    Pyro turns ``num_steps`` into a trajectory length ``step_size * num_steps`` fixed at
+    construction, so adapting the step size silently changes the number of steps; here, as in
+    NumPyro, a given ``num_steps`` is the number of leapfrog steps of every transition.
+    """
+
+    def __init__(self, model, *, num_steps=None, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(model, num_steps=num_steps, **kwargs)
+        self._fixed_num_steps = num_steps
+
+    @property
+    def num_steps(self) -> int:
+        if self._fixed_num_steps is not None:
+            return int(self._fixed_num_steps)
+        return max(1, int(self.trajectory_length / self.step_size))
 
 
 class _RecordingRandomWalk(RandomWalkKernel):
