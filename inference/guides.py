@@ -1,7 +1,8 @@
 """Guides for SVI by name: a small factory over Pyro's autoguides.
 
-Every guide here is a Pyro autoguide (``pyro.infer.autoguide``); nothing is re-implemented.
-:func:`make_guide` turns a name (or a callable, used as is) into a guide for a model.
+Every guide here is a Pyro autoguide (``pyro.infer.autoguide``) or, for the planar/radial
+flows, a small subclass of one (:class:`AutoFlowNormal`). :func:`make_guide` turns a name (or a
+callable, used as is) into a guide for a model.
 
 Usage::
 
@@ -15,9 +16,8 @@ Names: ``auto_normal``, ``auto_diagonal_normal``, ``auto_lowrank_mvn`` (option `
 ``auto_iaf`` (Pyro's AutoIAFNormal; options ``hidden_dim``, ``num_flows``), ``auto_planar`` /
 ``auto_radial`` (option ``num_flows``, default 2), ``auto_flow`` (options ``flow`` in
 ``planar``/``radial``/``spline`` or a sequence of those names stacked in order, and
-``num_flows`` repeats of that stack); the last three are :class:`AutoFlowNormal`, a normalising
-flow on a learnable diagonal Normal base,
-``auto_delta`` (MAP point estimate).
+``num_flows`` repeats of that stack) -- these three are :class:`AutoFlowNormal`, a normalising
+flow on a learnable diagonal Normal base -- and ``auto_delta`` (MAP point estimate).
 
 Initialisation: ``init_loc_fn`` defaults to :func:`robust_init_to_median` -- Pyro's
 ``init_to_median``, falling back to a feasible point for sites whose prior cannot be sampled
@@ -34,9 +34,9 @@ import pyro.distributions as dist
 import pyro.distributions.transforms as T
 import torch
 from pyro.distributions import constraints
-from pyro.nn import PyroParam
 from pyro.infer import autoguide as ag
 from pyro.infer.autoguide.initialization import init_to_median
+from pyro.nn import PyroParam
 from torch.distributions import transform_to
 
 __all__ = ["GUIDE_NAMES", "FLOW_NAMES", "make_guide", "posterior_guide", "AutoFlowNormal",

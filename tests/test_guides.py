@@ -45,6 +45,7 @@ CASES = [(g, "trace") for g in GUIDE_NAMES] + [
     (g, e) for g in ("auto_normal", "auto_mvn") for e in ELBO_NAMES if e != "trace"]
 
 
+@pytest.mark.filterwarnings("ignore:ConditionalAutoRegressiveNN input_dim = 1")
 @pytest.mark.parametrize("guide,elbo", CASES)
 def test_guide_and_objective_recover_posterior_mean(guide, elbo, data):
     y, post_mean, post_sd = data
