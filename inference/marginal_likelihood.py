@@ -218,11 +218,11 @@ def log_importance_weights(
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             **model_kwargs
         )
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
-    log_p = _site_terms(model_trace, num_particles, n, max_plate_nesting)
-    log_q = _site_terms(guide_trace, num_particles, n, max_plate_nesting)
-    return log_p - log_q
+        guide_trace.compute_log_prob()
+        model_trace.compute_log_prob()
+        log_p = _site_terms(model_trace, num_particles, n, max_plate_nesting)
+        log_q = _site_terms(guide_trace, num_particles, n, max_plate_nesting)
+    return (log_p - log_q).detach()
 
 
 def _khat(log_w: torch.Tensor) -> np.ndarray:

@@ -371,6 +371,23 @@ class VAE(ZooModel, nn.Module):
             )
         return self.guide_named(kind or self.guide_name)
 
+    def importance_estimate(
+        self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
+    ) -> Any:
+        """The per-point :class:`~inference.marginal_likelihood.ImportanceEstimate` behind
+        :meth:`evaluate` (``eval_samples`` samples from the fitted guide)."""
+        from inference.marginal_likelihood import importance_log_likelihood
+
+        return importance_log_likelihood(
+            self.model,
+            self.fitted_guide(result),
+            {"x": self.evaluation_x(dataset, split)},
+            num_samples=self.eval_samples,
+            particle_batch=self.eval_particle_batch,
+            data_batch=self.eval_data_batch,
+            seed=self.eval_seed,
+        )
+
     def evaluate(
         self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
     ) -> dict[str, float]:
@@ -381,18 +398,7 @@ class VAE(ZooModel, nn.Module):
         ``{split}_elbo``, ``gap`` (ll - elbo), ``khat_mean``, ``khat_max``, ``eval_samples``
         and ``eval_points``.
         """
-        from inference.marginal_likelihood import importance_log_likelihood
-
-        x = self.evaluation_x(dataset, split)
-        est = importance_log_likelihood(
-            self.model,
-            self.fitted_guide(result),
-            {"x": x},
-            num_samples=self.eval_samples,
-            particle_batch=self.eval_particle_batch,
-            data_batch=self.eval_data_batch,
-            seed=self.eval_seed,
-        )
+        est = self.importance_estimate(dataset, result, split)
         return {
             f"{split}_ll_is": est.mean,
             f"{split}_ll_se": est.se,
