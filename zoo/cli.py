@@ -93,7 +93,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         {k: v for k, v in vars(args).items() if k != "func"}, indent=2, default=str))
     plots = save_standard_plots(result, out / "plots")
     plots += model.plot(dataset, result, out / "plots")
-    with pd.option_context("display.width", 120, "display.max_rows", 40):
+    with pd.option_context("display.width", 160, "display.max_columns", None,
+                           "display.max_rows", 40):
         print(summary)
     for key, value in metrics.items():
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
