@@ -19,10 +19,11 @@ def test_registry_names_and_guides():
     names = {spec.name for spec in zoo.list_models()}
     assert {"vae", "dlgm2", "ppca"} <= names
     vae = zoo.get("vae")
-    assert set(vae.guides()) == {"encoder", "planar", "radial", "iaf"}
+    assert set(vae.guides()) == {"model", "encoder", "planar", "radial", "iaf"}
+    assert zoo.get("vae", flow="radial").guides()["model"].vae_guide_kind == "radial"
     assert zoo.get("dlgm2").latent_names == ("z1", "z2")
     assert zoo.get("vae", stochastic_layers=2, latent_dim=4).latent_dims == (8, 4)
-    assert set(zoo.get("ppca").guides()) == {"encoder", "exact"}
+    assert set(zoo.get("ppca").guides()) == {"model", "encoder", "exact"}
 
 
 @pytest.mark.parametrize(

@@ -220,7 +220,7 @@ class PPCA(ZooModel, nn.Module):
         return self.exact_guide if self.guide_name == "exact" else self.encoder_guide
 
     def guides(self) -> Mapping[str, Callable[..., None]]:
-        return {"encoder": self.encoder_guide, "exact": self.exact_guide}
+        return {"model": self.guide, "encoder": self.encoder_guide, "exact": self.exact_guide}
 
     def evaluate(
         self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"

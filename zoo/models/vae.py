@@ -63,7 +63,11 @@ GUIDE_NAMES = ("encoder",) + FLOW_KINDS
 
 
 def _per_layer(value: Any, layers: int, what: str) -> list[tuple[int, ...]]:
-    """``hidden`` given as one tuple of widths (shared) or one tuple per stochastic layer."""
+    """``hidden`` given as one width, one tuple of widths (shared) or one tuple per layer."""
+    if isinstance(value, int):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise ValueError(f"{what} must be an int or a tuple of widths, got {value!r}")
     value = tuple(value)
     if all(isinstance(v, int) for v in value):
         return [value] * layers
@@ -344,7 +348,8 @@ class VAE(ZooModel, nn.Module):
         return self.guide_named(self.guide_name)
 
     def guides(self) -> Mapping[str, Callable[..., None]]:
-        return {kind: self.guide_named(kind) for kind in GUIDE_NAMES}
+        """``model`` (the configured guide, the CLI's default) and every guide by name."""
+        return {"model": self.guide, **{kind: self.guide_named(kind) for kind in GUIDE_NAMES}}
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_x(self, dataset: Dataset, split: str = "test") -> torch.Tensor:
