@@ -106,3 +106,15 @@ def test_split_batches_errors():
         split_batches({"x": torch.zeros(4, 2)}, 2, ["nope"])
     parts = split_batches({"x": torch.zeros(5, 2), "scale": 2.0}, 2)
     assert [len(p["x"]) for p in parts] == [2, 2, 1] and parts[0]["scale"] == 2.0
+
+
+def test_ppca_evaluate_reports_exact_and_importance_estimates():
+    from zoo.data import load
+
+    digits = load("digits")
+    m = zoo.get("ppca", latent_dim=3, guide="exact", eval_samples=16)
+    m.fit_closed_form(m.model_kwargs(digits)["x"])
+    metrics = m.evaluate(digits)
+    # the exact posterior as guide: IS equals the closed form up to float32 rounding
+    assert abs(metrics["test_ll_is"] - metrics["test_ll_exact"]) < 1e-3
+    assert metrics["gap"] < 1e-3
