@@ -316,7 +316,7 @@ class BayesianNet(ZooModel):
         return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
     def evaluate(self, dataset: Dataset, result: "InferenceResult", split: str = "test",
-                 *, num_draws: int = 200) -> dict[str, float]:
+                 *, num_draws: int = 200, chunk_size: int = 50) -> dict[str, float]:
         """Held-out metrics: regression ``test_ll``, ``rmse`` (original target scale when the
         data carry ``info["y_scaler"]``), mean epistemic/aleatoric variance; classification
         ``accuracy``, ``error``, ``nll``, ``test_ll``, ``ece`` (15 bins), mean predictive
@@ -325,7 +325,7 @@ class BayesianNet(ZooModel):
 
         source = posterior_source(result)
         kw = self.model_kwargs(dataset, split)
-        pred = self.predict(source, kw["x"], num_draws=num_draws)
+        pred = self.predict(source, kw["x"], num_draws=num_draws, chunk_size=chunk_size)
         if self.task == "regression":
             scaler = dataset.info.get("y_scaler")
             scale, shift = _affine_of(scaler)
