@@ -31,7 +31,8 @@ def test_registry_names_and_guides():
     [
         ({"likelihood": "poisson"}, "poisson"),
         ({"guide": "spline"}, "spline"),
-        ({"activation": "swish", "x_dim": 4}, "swish"),
+        ({"activation": "swish"}, "swish"),
+        ({"num_flows": -1}, "num_flows"),
         ({"binarize": "static"}, "static"),
         ({"stochastic_layers": 3}, "stochastic_layers"),
         ({"obs_scale": -1.0, "likelihood": "gaussian"}, "obs_scale"),

@@ -39,9 +39,10 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -51,7 +52,7 @@ from torch import nn
 from zoo.data.dataset import Dataset
 from zoo.models.amortized_flows import FLOW_KINDS, AmortizedFlow
 from zoo.models.base import ZooModel
-from zoo.models.networks import GaussianHead, mlp, out_dim
+from zoo.models.networks import ACTIVATIONS, GaussianHead, mlp, out_dim
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -142,6 +143,10 @@ class VAE(ZooModel, nn.Module):
                 )
         if not 1 <= len(dims) <= 2 or min(dims) < 1:
             raise ValueError(f"latent_dim must be 1 or 2 positive ints, got {latent_dim!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        if isinstance(num_flows, bool) or not isinstance(num_flows, int) or num_flows < 0:
+            raise ValueError(f"num_flows must be an integer >= 0, got {num_flows!r}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
         if binarize not in BINARIZE:
@@ -187,11 +192,15 @@ class VAE(ZooModel, nn.Module):
         """Latent site names, bottom layer first."""
         return ("z",) if self.num_layers == 1 else ("z1", "z2")
 
-    def _init_rng(self):
+    @contextlib.contextmanager
+    def _init_rng(self) -> Iterator[None]:
+        """Seed the weight initialisation without touching torch's global RNG state."""
         if self.init_seed is None:
-            return _NullContext()
-        ctx = torch.random.fork_rng(devices=[])
-        return _SeededFork(ctx, self.init_seed)
+            yield
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.init_seed)
+            yield
 
     def build(self, x_dim: int) -> None:
         """Create the networks for data of width ``x_dim`` (done once; later calls check it)."""
@@ -452,25 +461,3 @@ class _LearnedScale(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return torch.nn.functional.softplus(self.raw) + 1e-3
-
-
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-class _SeededFork:
-    """Fork torch's CPU RNG, seed the fork, restore the global state on exit."""
-
-    def __init__(self, fork: Any, seed: int):
-        self.fork, self.seed = fork, seed
-
-    def __enter__(self) -> None:
-        self.fork.__enter__()
-        torch.manual_seed(self.seed)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.fork.__exit__(*exc)
