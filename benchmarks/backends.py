@@ -145,8 +145,6 @@ class RayBackend:
                 num_cpus=None if address else self.jobs,
                 include_dashboard=False,
                 log_to_driver=False,
-                # workers import this package from the same checkout
-                runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
             )
             started_here = True
         try:

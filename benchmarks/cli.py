@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 BENCH_HELP = "run a benchmark suite (a built-in name or a .toml file) into a tidy table"
@@ -59,7 +60,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.list:
         for name in builtin_suites():
             suite = load_suite(name, validate=False)
-            print(f"{name:14s} {len(suite.cells):4d} cells  {suite.description}")
+            summary = textwrap.shorten(suite.description, 90, placeholder=" ...")
+            print(f"{name:14s} {len(suite.cells):4d} cells  {summary}")
         return 0
     if not args.suite:
         print("zoo bench: give a suite name or path (zoo bench --list shows them)",

@@ -37,7 +37,7 @@ from inference.storage import atomic_write_text
 
 FIGURES_DIR = "report_figures"
 #: identifying or bookkeeping columns that are not metrics
-NOT_METRICS = frozenset(ID_COLUMNS) - {"wall_time_s", "fit_time_s"}
+NOT_METRICS = frozenset(ID_COLUMNS) - {"wall_time_s", "cpu_time_s", "fit_time_s"}
 GROUP = ["model", "data", "label"]
 
 
@@ -93,6 +93,8 @@ def suite_blocks(run: Path, root: Path) -> list[Block]:
         f"{wall:.0f} s of cell time in total. Cells: mean +- standard error over seeds or "
         f"splits (n = number of cells). Full table: `{_rel(run / RESULTS_CSV, root)}`."
     )))
+    if len(table):
+        blocks.append(Block("table", overview_table(table)))
     for metric in metric_columns(ok):
         summary = metric_table(ok, metric, published)
         if summary is not None:
@@ -138,17 +140,44 @@ def _suite_info(run: Path) -> tuple[str, str, list[dict[str, Any]]]:
     return suite.name, suite.description, [dict(p) for p in suite.published]
 
 
+#: headline metrics, shown first in this order; other metrics follow alphabetically
+HEADLINE = (
+    "test_ll", "test_ll_is", "test_ll_exact", "rmse", "accuracy", "error", "pruned_error", "ece",
+    "nll", "elbo", "test_elbo", "gap", "psis_khat", "khat_mean", "khat_max", "ref_max_abs_z",
+    "ref_max_log_sd_ratio", "min_ess_bulk", "min_ess_tail", "ess_per_s", "max_rhat",
+    "divergences", "sparsity", "compression",
+)
+#: settings echoed by evaluate (sample counts), not measurements
+BOOKKEEPING = frozenset(("eval_points", "eval_samples", "num_draws"))
+
+
 def metric_columns(table: pd.DataFrame) -> list[str]:
-    """Numeric columns with at least one value, metrics first and timings last."""
+    """Numeric columns with at least one value: headline metrics, the rest, timings last."""
     columns = []
     for column in table.columns:
-        if column in NOT_METRICS:
+        if column in NOT_METRICS or column in BOOKKEEPING:
             continue
         values = pd.to_numeric(table[column], errors="coerce")
         if values.notna().any():
             columns.append(column)
     timing = [c for c in columns if c.endswith("_time_s")]
-    return [c for c in columns if c not in timing] + timing
+    head = [c for c in HEADLINE if c in columns]
+    rest = sorted(c for c in columns if c not in timing and c not in head)
+    return head + rest + timing
+
+
+def overview_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model/data/method: cells run, cells succeeded, mean fit seconds."""
+    rows = []
+    for (model, data, label), group in table.groupby(GROUP, sort=False, dropna=False):
+        fit = pd.to_numeric(group["fit_time_s"], errors="coerce")
+        rows.append({
+            "model": model, "data": data, "method": label,
+            "guide": "" if pd.isna(group["guide"].iloc[0]) else group["guide"].iloc[0],
+            "cells": len(group), "ok": int((group["status"] == "ok").sum()),
+            "fit s (mean)": _fmt(float(fit.mean())) if fit.notna().any() else "",
+        })
+    return pd.DataFrame(rows)
 
 
 def metric_table(
@@ -252,10 +281,10 @@ def forest_plots(run: Path, ok: pd.DataFrame, figures: Path) -> list[tuple[Path,
                               figsize=(7, 1.5 + 0.35 * len(names) * _n_entries(idatas[0],
                                                                            variables)))
         fig = np.ravel(axes)[0].get_figure()
-        fig.suptitle(f"{model} on {data}")
+        fig.suptitle(_title(model, data))
         fig.savefig(target, dpi=80, bbox_inches="tight")
         plt.close(fig)
-        made.append((target, f"{model} on {data}: " + ", ".join(names)))
+        made.append((target, f"{_title(model, data)}: " + ", ".join(names)))
     return made
 
 
@@ -308,12 +337,12 @@ def elbo_curves(run: Path, ok: pd.DataFrame, figures: Path) -> list[tuple[Path, 
         high = max(e.max() for _, e in curves)
         if np.isfinite(low) and np.isfinite(high) and high > low:
             ax.set_ylim(low, high + 0.05 * (high - low))
-        ax.set(xlabel="step", ylabel="ELBO (moving average)", title=f"{model} on {data}")
+        ax.set(xlabel="step", ylabel="ELBO (moving average)", title=_title(model, data))
         ax.legend(fontsize=8)
         target = figures / f"elbo__{_safe(model)}__{_safe(data)}.png"
         fig.savefig(target, dpi=80, bbox_inches="tight")
         plt.close(fig)
-        made.append((target, f"ELBO of the SVI runs of {model} on {data}"))
+        made.append((target, f"ELBO of the SVI runs of {_title(model, data)}"))
     return made
 
 
@@ -324,9 +353,14 @@ def cell_figures(run: Path, ok: pd.DataFrame) -> list[tuple[Path, str]]:
         for row in rows:
             folder = run / CELLS_DIR / row["cell_id"] / "plots"
             for image in sorted(folder.glob("**/*.png")) if folder.is_dir() else []:
-                found.append((image, f"{model} on {data}, {row['label']} (seed "
+                found.append((image, f"{_title(model, data)}, {row['label']} (seed "
                                      f"{row['seed']}): {image.stem}"))
     return found
+
+
+def _title(model: Any, data: Any) -> str:
+    """"model on data", or the model alone when its data set has its name (posteriordb)."""
+    return str(model) if data in (None, model) else f"{model} on {data}"
 
 
 def _safe(value: Any) -> str:

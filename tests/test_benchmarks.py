@@ -1,0 +1,295 @@
+"""Tests of the benchmark harness: suites, resumable runs, failing cells, backends, the report.
+
+The cells are tiny (50 SVI steps on eight schools and the conjugate regression, 20 NUTS draws)
+so the whole file runs in well under 90 s on one core; the numbers are not meant to be good,
+only reproducible: a seed fixes every number in a row except the timings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import run_suite, write_report
+from benchmarks.cells import CELLS_DIR, ROW_FILE
+from benchmarks.cli import main as cli_main
+from benchmarks.suite import SuiteError, builtin_suites, load_suite, parse_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+ES = "eight_schools-eight_schools_noncentered"
+
+TINY_SUITE = f"""
+name = "tiny"
+description = "test suite: tiny cells"
+
+[methods.svi]
+method = "svi"
+guide = "auto_normal"
+num_steps = 50
+num_posterior_draws = 50
+
+[methods.svi_diag]
+method = "svi"
+guide = "auto_diagonal_normal"
+num_steps = 50
+num_posterior_draws = 50
+
+[methods.broken]           # a negative learning rate: the driver raises at run time
+method = "svi"
+num_steps = 50
+lr = -1.0
+
+[methods.nuts]
+method = "nuts"
+num_chains = 1
+num_warmup = 20
+num_samples = 20
+
+[[cell]]
+model = "{ES}"
+method = ["svi", "broken", "svi_diag"]
+seed = [0, 1]
+
+[[cell]]
+model = "{ES}"
+method = "nuts"
+
+[[cell]]
+model = "conjugate_linear_regression"
+method = "svi"
+
+[[published]]
+model = "{ES}"
+method = "svi"
+metric = "elbo"
+value = -12.5
+source = "Made-up et al. 2099"
+
+[[published]]
+model = "{ES}"
+method = "pbp"
+metric = "elbo"
+value = -6.789
+source = "Other et al. 2098"
+"""
+
+#: columns that depend on the clock, not on the seed
+TIMING_COLUMNS = ["wall_time_s", "cpu_time_s", "fit_time_s", "ess_per_s"]
+
+
+def _write(tmp_path: Path, text: str, name: str = "suite.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _deterministic(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=[c for c in TIMING_COLUMNS if c in table]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The tiny suite run uninterrupted, two cells at a time in spawned worker processes."""
+    root = tmp_path_factory.mktemp("bench")
+    suite = _write(root, TINY_SUITE)
+    table = run_suite(suite, root / "reference", jobs=2, progress=False)
+    return suite, root / "reference", table
+
+
+# --------------------------------------------------------------------------- suites
+def test_grid_expands_into_cells_in_declared_order(tmp_path):
+    suite = load_suite(_write(tmp_path, TINY_SUITE))
+    # 3 methods x 2 seeds, then 1 NUTS cell, then 1 regression cell
+    assert len(suite.cells) == 8
+    assert [(c.label, c.seed) for c in suite.cells[:6]] == [
+        ("svi", 0), ("svi", 1), ("broken", 0), ("broken", 1), ("svi_diag", 0), ("svi_diag", 1)
+    ]
+    nuts = suite.cells[6]
+    assert nuts.method == "nuts" and nuts.guide is None and nuts.seed == 0
+    assert dict(nuts.settings) == {"num_chains": 1, "num_warmup": 20, "num_samples": 20}
+    assert suite.cells[2].settings["lr"] == -1.0
+    assert len({c.cell_id for c in suite.cells}) == 8
+    assert suite.published[0]["value"] == -12.5
+
+
+def test_split_grid_and_cell_overrides(tmp_path):
+    suite = parse_suite({
+        "defaults": {"settings": {"num_steps": 10}, "seed": [0, 1]},
+        "methods": {"svi": {"method": "svi", "num_steps": 5, "lr": 0.1}},
+        "cell": [{"model": "bnn", "data": "uci-yacht", "split": [0, 1, 2], "method": "svi",
+                  "settings": {"lr": 0.5}}],
+    })
+    assert len(suite.cells) == 6  # 3 splits x 2 seeds
+    cell = suite.cells[0]
+    assert cell.all_data_options == {"split": 0}
+    assert dict(cell.settings) == {"num_steps": 10, "lr": 0.5}  # cell beats method preset
+    assert cell.guide == "auto_normal"
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ({"model": "no_such_model", "method": "svi"}, "unknown model 'no_such_model'"),
+        ({"model": ES, "method": "slice"}, "unknown method 'slice'"),
+        ({"model": ES, "method": "svi", "guide": "not_a_guide"}, "unknown guide 'not_a_guide'"),
+        ({"model": ES, "method": "nuts", "settings": {"num_sample": 5}},
+         "unknown driver settings ['num_sample']"),
+        ({"model": ES, "method": "svi", "data": "no_such_data"}, "unknown data set"),
+        ({"model": "conjugate_linear_regression", "method": "svi", "split": 3},
+         "takes no option(s) ['split']"),
+        ({"model": ES, "method": "svi", "sed": 1}, "unknown keys ['sed']"),
+        ({"method": "svi"}, "missing required key 'model'"),
+    ],
+)
+def test_suite_validation_errors_name_the_cell_and_the_bad_value(tmp_path, cell, message):
+    lines = [f"{key} = {value!r}".replace("'", '"') if not isinstance(value, dict) else
+             f"{key} = {{ " + ", ".join(f"{k} = {v}" for k, v in value.items()) + " }"
+             for key, value in cell.items()]
+    path = _write(tmp_path, "[[cell]]\n" + "\n".join(lines) + "\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert message in str(info.value)
+    if "model" in cell:  # the [[cell]] entry (parse errors) or the expanded cell is named
+        assert "cell]] #0" in str(info.value) or "cell #0 (model=" in str(info.value)
+
+
+def test_unknown_suite_name_lists_the_built_in_suites():
+    with pytest.raises(SuiteError, match="built-in suites: .*quick"):
+        load_suite("no-such-suite")
+
+
+@pytest.mark.parametrize("name", ["quick", "posteriordb", "uci", "mnist-vae", "sparse-vd"])
+def test_built_in_suites_parse_and_record_published_numbers(name):
+    assert name in builtin_suites()
+    suite = load_suite(name, validate=False)
+    assert suite.cells
+    if name != "quick":
+        assert suite.published, f"suite {name} records no published numbers"
+
+
+def test_built_in_suites_validate_against_the_registry():
+    """Every cell of every built-in suite names a registered model, method, guide and data."""
+    import zoo
+
+    registered = {spec.name for spec in zoo.list_models()}
+    for name in builtin_suites():
+        suite = load_suite(name, validate=False)
+        if {cell.model for cell in suite.cells} <= registered:
+            load_suite(name)  # raises SuiteError naming the bad cell
+
+
+# --------------------------------------------------------------------------- running
+def test_failing_cell_is_recorded_and_the_grid_goes_on(reference_run):
+    _, out, table = reference_run
+    assert len(table) == 8 and table["cell_id"].is_unique
+    broken = table[table["label"] == "broken"]
+    assert list(broken["status"]) == ["error", "error"]
+    assert broken["error"].str.contains("fit: ValueError: lr must be").all()
+    for cell_id in broken["cell_id"]:
+        assert "ValueError" in (out / CELLS_DIR / cell_id / "traceback.txt").read_text()
+    ok = table[table["label"] != "broken"]
+    assert (ok["status"] == "ok").all()
+    assert ok.loc[ok["method"] == "svi", "elbo"].notna().all()
+    nuts = table[table["method"] == "nuts"].iloc[0]
+    assert nuts["min_ess_bulk"] > 0 and nuts["divergences"] >= 0
+    # every committed cell holds its InferenceData and the tables were written
+    for cell_id in ok["cell_id"]:
+        assert (out / CELLS_DIR / cell_id / "posterior.nc").is_file()
+    csv = pd.read_csv(out / "results.csv")
+    parquet = pd.read_parquet(out / "results.parquet")
+    assert list(csv["cell_id"]) == list(table["cell_id"]) == list(parquet["cell_id"])
+
+
+def test_seed_fixes_the_numbers_and_seeds_differ(reference_run):
+    _, _, table = reference_run
+    svi = table[(table["label"] == "svi") & (table["model"] == ES)].set_index("seed")["elbo"]
+    assert svi[0] != svi[1]
+
+
+def test_killed_run_resumes_to_the_same_table(reference_run, tmp_path):
+    """SIGKILL a run after its first committed cell; --resume loses and duplicates nothing."""
+    suite, _, reference = reference_run
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.cli", "bench", str(suite), "--out", str(out),
+         "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob(f"{CELLS_DIR}/*/{ROW_FILE}")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no cell committed within 60 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    committed = {p.parent.name: p.stat().st_mtime_ns
+                 for p in out.glob(f"{CELLS_DIR}/*/{ROW_FILE}")}
+    assert 1 <= len(committed) < len(reference)
+    # debris as a kill in the middle of a cell leaves it: a temp folder and a torn cell folder
+    (out / CELLS_DIR / ".tmp-half-written-123").mkdir()
+    (out / CELLS_DIR / "torn_cell_without_row").mkdir()
+
+    assert cli_main(["bench", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 0
+
+    resumed = pd.read_csv(out / "results.csv")
+    expected = pd.read_csv(reference_run[1] / "results.csv")
+    pd.testing.assert_frame_equal(_deterministic(resumed), _deterministic(expected))
+    for cell_id, mtime in committed.items():  # committed cells were not run again
+        assert (out / CELLS_DIR / cell_id / ROW_FILE).stat().st_mtime_ns == mtime
+    leftovers = sorted(p.name for p in (out / CELLS_DIR).iterdir())
+    assert leftovers == sorted(reference["cell_id"])
+
+
+def test_ray_backend_matches_the_local_backend(reference_run, tmp_path):
+    pytest.importorskip("ray")
+    suite = load_suite(reference_run[0])
+    subset = type(suite)(name="tiny", description="", cells=suite.cells[:2],
+                         published=(), source="")
+    table = run_suite(subset, tmp_path / "ray", jobs=2, backend="ray", progress=False)
+    expected = reference_run[2].iloc[:2]
+    pd.testing.assert_frame_equal(
+        _deterministic(table).dropna(axis=1, how="all"),
+        _deterministic(expected).dropna(axis=1, how="all"),
+    )
+
+
+# --------------------------------------------------------------------------- report
+def test_report_shows_published_numbers_beside_measured_ones(reference_run):
+    _, out, table = reference_run
+    path = write_report(out)
+    text = path.read_text()
+    html = path.with_suffix(".html").read_text()
+    measured = table[(table["label"] == "svi") & (table["model"] == ES)]["elbo"]
+    mean = measured.mean()
+    se = measured.std(ddof=1) / len(measured) ** 0.5
+    # the markdown row for eight schools / svi: n, mean +- se, published value, its source
+    line = next(row for row in text.splitlines() if "Made-up et al." in row)
+    assert line.startswith(f"| {ES} | {ES} | svi |")
+    assert f"| 2 | {mean:.4g} +- {se:.4g} | -12.5 | Made-up et al. 2099 |" in line
+    assert "pbp (published only)" in text and "-6.789" in text  # a method the zoo does not run
+    assert "Failed cells" in text and "lr must be" in text
+    assert "Made-up et al. 2099" in html
+    # forest plot of svi vs svi_diag vs nuts on eight schools, linked by a relative path
+    assert "report_figures/forest__" in text
+    for target in [line.split("](")[1].rstrip(")") for line in text.splitlines()
+                   if line.startswith("![")]:
+        assert (out / target).is_file()
+
+
+def test_cli_lists_suites(capsys):
+    assert cli_main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("quick", "posteriordb", "uci", "mnist-vae", "sparse-vd"):
+        assert name in out
