@@ -10,7 +10,7 @@ and a per-draw fallback for models that do not broadcast over an extra batch dim
 Usage::
 
     from inference.predictive import posterior_predictive
-    ppc = posterior_predictive(model, result.posterior, model_kwargs)        # {"y": (chain, draw, n)}
+    ppc = posterior_predictive(model, result.posterior, model_kwargs)   # {"y": (chain, draw, n)}
     ppc = posterior_predictive(model, svi_result.fitted["guide"], model_kwargs, num_draws=500)
 """
 

@@ -155,3 +155,14 @@ def test_psis_khat_separates_good_and_bad_guides():
     assert psis_khat(model, narrow_guide, {"y": Y}, num_particles=1000) > 0.7
     with pytest.raises(ValueError, match="num_particles"):
         psis_khat(model, exact_guide, {"y": Y}, num_particles=1)
+
+
+def test_log_likelihood_outside_a_data_plate_gets_its_own_dimension():
+    # a site without a dim=-1 plate has one log-likelihood value per draw (n_obs = 1) while its
+    # observed value has 4 entries: the groups must not share a dimension of two lengths
+    result = InferenceResult(method="mcmc_nuts", posterior={"mu": np.zeros((2, 5))},
+                             log_likelihood={"y": np.zeros((2, 5, 1))},
+                             observed_data={"y": np.zeros(4)})
+    idata = result.to_inference_data()
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "y_ll_dim_0")
+    assert idata.observed_data["y"].shape == (4,)

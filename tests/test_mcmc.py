@@ -5,12 +5,18 @@ Tolerances (all from Monte Carlo error, fixed seeds):
 * means: within 4 combined Monte Carlo standard errors,
   ``sqrt(mcse_run^2 + ref_sd^2 / ref_ess)``; for a correct sampler a 4-sigma miss has
   probability 6e-5 per parameter, so with ~40 parameters a false failure is below 0.3%.
-* sds: within 10% of the reference sd. The relative error of an sd estimated from ESS draws
-  is about ``1 / sqrt(2 ESS)``; the test first asserts ESS >= 400, giving a relative sd
-  error <= 3.5%, so 10% is about 3 sigma (and the run's seed is fixed).
+* sds: within 10% of the reference sd. The test first asserts that the run is long enough for
+  this to mean something: the Monte Carlo standard error of the sd (``az.mcse(method="sd")``)
+  must be at most 1/3 of the tolerance, so 10% is at least 3 sigma (the seed is fixed, and
+  eight schools' heavy-tailed ``tau`` gets more draws for this reason).
 * R-hat < 1.01 (Vehtari et al. 2021).
 
-Runs are sized for the one-core test budget (JIT-compiled potential, 4 chains, modest draws).
+Runs are sized for the one-core test budget: JIT-compiled potential, a dense mass matrix (the
+regressions on uncentred predictors are strongly correlated; with it NUTS needs ~5 leapfrog
+steps per draw instead of ~30-60; the driver's scale-free shrinkage makes that work for
+posteriors with tiny sds), ``max_tree_depth=6`` (bounds the cost of the early warm-up
+before the mass matrix is adapted; no sampling draw reaches it), and 2 chains of 500 draws:
+the total number of draws sets the Monte Carlo error, and each chain costs a warm-up.
 """
 
 import warnings
@@ -34,8 +40,15 @@ REFERENCE_MODELS = [
     "arK-arK",
 ]
 CENTERED = "eight_schools-eight_schools_centered"
-NUM_CHAINS, NUM_WARMUP, NUM_SAMPLES = 4, 300, 300
-MIN_ESS = 400
+NUM_CHAINS, NUM_WARMUP, NUM_SAMPLES, MAX_TREE_DEPTH = 2, 250, 500, 6
+#: runs that need more draws for the sd precondition (tau's heavy tail; mesquite's and arK's
+#: coefficients) or a longer warm-up (earnings' metric adaptation)
+OVERRIDES = {
+    "eight_schools-eight_schools_noncentered": {"num_samples": 1000},
+    "mesquite-logmesquite_logvolume": {"num_samples": 1000},
+    "arK-arK": {"num_samples": 1000},
+    "earnings-logearn_height": {"num_warmup": 400},
+}
 
 
 def _setup(name):
@@ -47,7 +60,8 @@ def _setup(name):
 def _run(name, **overrides):
     model, data, kwargs = _setup(name)
     settings = dict(num_chains=NUM_CHAINS, num_warmup=NUM_WARMUP, num_samples=NUM_SAMPLES,
-                    seed=0, jit_compile=True, progress_bar=False)
+                    max_tree_depth=MAX_TREE_DEPTH, dense_mass=True, seed=0, jit_compile=True,
+                    progress_bar=False)
     settings.update(overrides)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -57,15 +71,15 @@ def _run(name, **overrides):
 
 @pytest.mark.parametrize("name", REFERENCE_MODELS)
 def test_nuts_matches_posteriordb_reference(name):
-    model, data, result, _ = _run(name)
+    model, data, result, _ = _run(name, **OVERRIDES.get(name, {}))
     reference = model.reference_posterior(data)
     draws = model.to_stan_draws(result.posterior)
     assert set(draws) == set(reference["mean"])
     for param, value in draws.items():
         ref_draws = reference["draws"][param]
         ref_ess = float(az.ess(np.asarray(ref_draws)))
-        ess = float(az.ess(value))
-        assert ess >= MIN_ESS, f"{param}: ESS {ess:.0f} too small for the sd tolerance"
+        sd_error = float(az.mcse(value, method="sd"))
+        assert 3 * sd_error <= 0.10 * reference["sd"][param], f"{param}: run too short"
         mcse = float(az.mcse(value))
         combined = np.sqrt(mcse**2 + reference["sd"][param] ** 2 / ref_ess)
         assert abs(value.mean() - reference["mean"][param]) < 4 * combined, param
@@ -76,14 +90,14 @@ def test_nuts_matches_posteriordb_reference(name):
 
 
 def test_centered_eight_schools_reports_divergences():
-    _, _, result, messages = _run(CENTERED, num_chains=2, num_warmup=200, num_samples=200)
+    _, _, result, messages = _run(CENTERED, num_warmup=150, num_samples=150, dense_mass=False)
     count = int(result.sample_stats["diverging"].sum())
     assert count > 0  # the funnel: NUTS cannot follow small tau at this step size
-    assert any(f"{count} of 400" in m and "diverged" in m for m in messages)
+    assert any(f"{count} of 300" in m and "diverged" in m for m in messages)
 
 
 def test_nuts_recovers_exact_conjugate_regression_posterior():
-    model, data, result, _ = _run("conjugate_linear_regression", num_chains=2)
+    model, data, result, _ = _run("conjugate_linear_regression")
     x, y = model.model_kwargs(data)["x"], model.model_kwargs(data)["y"]
     exact = model.exact_posterior(x, y)
     beta = result.posterior["beta"].reshape(-1, result.posterior["beta"].shape[-1])
@@ -93,13 +107,18 @@ def test_nuts_recovers_exact_conjugate_regression_posterior():
                      for j in range(beta.shape[1])])
     # means: 4 MCSE per coefficient (exact reference, so no reference error term)
     assert np.all(np.abs(beta.mean(0) - mean) < 4 * mcse)
-    # covariance: correlations within 0.1 (sd of a correlation estimate from ESS >= 400 draws
-    # is <= (1 - rho^2) / sqrt(400) <= 0.05), sds within 10% (see module docstring)
+    # covariance: sds within 10% (see module docstring) and correlations within 4.5 sds of a
+    # correlation estimate, which is at most (1 - rho^2) / sqrt(ESS) <= 1 / sqrt(ESS); with
+    # p(p-1)/2 = 55 pairs a 4.5-sigma false alarm has probability below 55 * 7e-6 = 4e-4
+    ess = min(float(az.ess(result.posterior["beta"][..., j])) for j in range(len(mean)))
+    assert ess > 400
     est = np.cov(beta, rowvar=False)
     np.testing.assert_allclose(np.sqrt(np.diag(est)), sd, rtol=0.10)
     corr_est = est / np.outer(np.sqrt(np.diag(est)), np.sqrt(np.diag(est)))
     corr = cov / np.outer(sd, sd)
-    np.testing.assert_allclose(corr_est, corr, atol=0.1)
+    np.testing.assert_allclose(corr_est, corr, atol=4.5 / np.sqrt(ess))
+    sigma2 = result.posterior["sigma2"]
+    assert abs(sigma2.mean() - float(exact.sigma2_mean)) < 4 * float(az.mcse(sigma2))
 
 
 # ------------------------------------------------------------------ driver behaviour (cheap)
