@@ -197,7 +197,9 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
         plot_dir = out / "plots"
         for name, make in (("standard plots", _standard_plots), ("model plots", _model_plots)):
             try:
-                make(result, model, dataset, plot_dir)
+                with warnings_module.catch_warnings():  # plotting chatter is not a result
+                    warnings_module.simplefilter("ignore")
+                    make(result, model, dataset, plot_dir)
             except Exception as err:  # a failed figure does not void the numbers
                 warnings.append(f"{name}: {type(err).__name__}: {err}")
                 with open(out / TRACEBACK_FILE, "a") as fh:

@@ -161,6 +161,15 @@ def test_suite_validation_errors_name_the_cell_and_the_bad_value(tmp_path, cell,
         assert "cell]] #0" in str(info.value) or "cell #0 (model=" in str(info.value)
 
 
+def test_suite_imports_and_published_rows_are_checked(tmp_path):
+    cell = f'[[cell]]\nmodel = "{ES}"\nmethod = "svi"\n'
+    with pytest.raises(SuiteError, match="cannot import 'no_such_module_xyz'"):
+        load_suite(_write(tmp_path, 'imports = ["no_such_module_xyz"]\n' + cell))
+    with pytest.raises(SuiteError, match="missing required key 'source'"):
+        load_suite(_write(tmp_path, cell + '[[published]]\nmodel = "m"\nmethod = "svi"\n'
+                                    'metric = "rmse"\nvalue = 1.0\n'))
+
+
 def test_unknown_suite_name_lists_the_built_in_suites():
     with pytest.raises(SuiteError, match="built-in suites: .*quick"):
         load_suite("no-such-suite")
