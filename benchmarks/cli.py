@@ -5,6 +5,7 @@ Usage::
     zoo bench --list                              # built-in suites and their cell counts
     zoo bench quick --jobs 2                      # writes runs/quick/results.csv ...
     zoo bench quick --resume                      # after an interruption: only missing cells
+                                                  # (exit status 1 when any cell failed)
     zoo bench my_suite.toml --backend ray --jobs 8
     zoo report runs/quick                         # runs/quick/report.md and report.html
 
@@ -89,7 +90,7 @@ def _bench(args: argparse.Namespace) -> int:
         from benchmarks.report import write_report
 
         print(f"report: {write_report(out)}")
-    return 0
+    return 1 if failed else 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -35,11 +35,20 @@ Suite file format::
     [[cell]]
     model = "eight_schools-eight_schools_noncentered"
     method = ["nuts", "svi_normal"]   # names under [methods], or a bare driver name
-    settings = { num_samples = 300 }  # per-cell overrides of the driver settings
+
+    [[cell]]
+    model = "eight_schools-eight_schools_centered"
+    method = "nuts"
+    settings = { num_samples = 1000 } # per-cell overrides of the driver settings
 
     [[published]]                     # numbers to compare with, shown beside the measured ones
-    model = "bnn"; data = "uci-boston"; method = "mc_dropout"; metric = "rmse"; value = 2.97
+    model = "bnn"                     # (or, before the first table: published = [{...}, ...])
+    data = "uci-boston-housing"
+    method = "mc_dropout"             # matched against the method name, guide or driver
+    metric = "rmse"                   # a column of the results table
+    value = 2.97
     source = "Gal & Ghahramani 2016, Table 1"
+    note = "optional remark"
 
 Keys of ``[[cell]]``: ``model`` (required), ``data`` (default: the model's default data),
 ``data_options`` (loader keywords), ``split`` (grid key, passed to the loader as

@@ -170,6 +170,19 @@ def test_suite_imports_and_published_rows_are_checked(tmp_path):
                                     'metric = "rmse"\nvalue = 1.0\n'))
 
 
+def test_suite_format_example_in_the_docstring_is_valid(tmp_path):
+    import benchmarks.suite as module
+
+    block = module.__doc__.split("Suite file format::")[1].split("Keys of")[0]
+    text = "\n".join(line[4:] for line in block.splitlines())
+    suite = load_suite(_write(tmp_path, text))
+    assert [c.label for c in suite.cells] == ["nuts", "nuts", "svi_normal", "svi_normal",
+                                              "nuts", "nuts"]
+    assert suite.cells[0].settings["num_samples"] == 200
+    assert suite.cells[-1].settings["num_samples"] == 1000  # the cell's override wins
+    assert suite.published[0]["value"] == 2.97
+
+
 def test_unknown_suite_name_lists_the_built_in_suites():
     with pytest.raises(SuiteError, match="built-in suites: .*quick"):
         load_suite("no-such-suite")
@@ -250,7 +263,8 @@ def test_killed_run_resumes_to_the_same_table(reference_run, tmp_path):
     (out / CELLS_DIR / ".tmp-half-written-123").mkdir()
     (out / CELLS_DIR / "torn_cell_without_row").mkdir()
 
-    assert cli_main(["bench", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 0
+    # exit status 1: the suite's "broken" cells failed (and were recorded)
+    assert cli_main(["bench", str(suite), "--out", str(out), "--resume", "--no-progress"]) == 1
 
     resumed = pd.read_csv(out / "results.csv")
     expected = pd.read_csv(reference_run[1] / "results.csv")
