@@ -6,6 +6,9 @@
 * SVI: ``fit_svi`` with ``auto_normal`` on the same model; seconds per optimisation step (wall
   time of the steps divided by their number; posterior draws after training excluded).
 
+Wall-clock figures depend on what else runs on the machine; the CPU seconds of the whole run
+(``time.process_time``) are printed beside them for comparison on shared machines.
+
 Usage::
 
     python -m benchmarks.speed                      # defaults below
@@ -43,11 +46,13 @@ def nuts_ess_per_second(num_warmup: int = 500, num_samples: int = 1000, num_chai
     from inference.mcmc import run_mcmc
 
     model, kwargs = _model(NUTS_MODEL)
+    cpu_start = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_mcmc(model.model, kwargs, num_chains=num_chains, num_warmup=num_warmup,
                           num_samples=num_samples, jit_compile=jit_compile, seed=seed,
                           progress_bar=False, log_likelihood=False)
+    cpu = time.process_time() - cpu_start
     table = summarize(result)
     seconds = float(result.timings["sampling"])
     steps = int(result.sample_stats["n_steps"].sum())
@@ -58,6 +63,8 @@ def nuts_ess_per_second(num_warmup: int = 500, num_samples: int = 1000, num_chai
         "ess_per_s": float(table["ess_bulk"].min()) / seconds,
         "ms_per_leapfrog": 1000.0 * seconds / max(1, steps),
         "divergences": int(result.sample_stats["diverging"].sum()),
+        "cpu_s": cpu,
+        "ess_per_cpu_s": float(table["ess_bulk"].min()) / float(result.timings["sampling_cpu"]),
     }
 
 
@@ -70,13 +77,15 @@ def svi_seconds_per_step(num_steps: int = 1000, seed: int = 0) -> dict[str, floa
     model, kwargs = _model(SVI_MODEL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = fit_svi(model.model, kwargs, guide="auto_normal", num_steps=num_steps,
                          seed=seed, progress_bar=False, log_likelihood=False,
                          num_posterior_draws=10)
         wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
     train = float(result.timings.get("training", wall))
-    return {"num_steps": num_steps, "seconds": train, "ms_per_step": 1000.0 * train / num_steps}
+    return {"num_steps": num_steps, "seconds": train, "ms_per_step": 1000.0 * train / num_steps,
+            "cpu_s": cpu}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,11 +105,13 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.warmup}, jit={args.jit}): min bulk ESS {nuts['min_ess_bulk']:.0f} in "
           f"{nuts['sampling_s']:.1f} s sampling -> {nuts['ess_per_s']:.1f} ESS/s "
           f"({nuts['ms_per_leapfrog']:.2f} ms per leapfrog step, warm-up {nuts['warmup_s']:.1f} s, "
-          f"{nuts['divergences']} divergences)")
+          f"{nuts['divergences']} divergences; whole run {nuts['cpu_s']:.1f} s CPU, "
+          f"{nuts['ess_per_cpu_s']:.1f} ESS per CPU second of sampling)")
     svi = svi_seconds_per_step(args.svi_steps)
     if svi:
         print(f"SVI {SVI_MODEL} (auto_normal, {svi['num_steps']} steps): "
-              f"{svi['ms_per_step']:.2f} ms per step ({svi['seconds']:.1f} s)")
+              f"{svi['ms_per_step']:.2f} ms per step ({svi['seconds']:.1f} s wall; whole run "
+              f"{svi['cpu_s']:.1f} s CPU)")
     else:
         print("SVI: inference.svi.fit_svi not available")
 

@@ -300,6 +300,8 @@ class _ChainOutput:
     stats: dict[str, np.ndarray]
     warmup_s: float
     sampling_s: float
+    warmup_cpu_s: float
+    sampling_cpu_s: float
     final_step_size: float
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -340,14 +342,14 @@ def _run_chain(model: Callable[..., Any], model_kwargs: Mapping[str, Any], s: _S
 
         bar = tqdm(total=s.num_warmup + s.num_samples, desc=f"chain {chain} warmup",
                    position=chain, leave=True)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     kernel.setup(s.num_warmup, **model_kwargs)
     params = kernel.initial_params
     for _ in range(s.num_warmup):
         params = kernel.sample(params)
         if bar is not None:
             bar.update()
-    warm_end = time.perf_counter()
+    warm_end, cpu_warm_end = time.perf_counter(), time.process_time()
     if bar is not None:
         bar.set_description(f"chain {chain} sample")
     names = sorted(params)
@@ -361,7 +363,7 @@ def _run_chain(model: Callable[..., Any], model_kwargs: Mapping[str, Any], s: _S
             stats.setdefault(key, []).append(value)
         if bar is not None:
             bar.update()
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     if bar is not None:
         bar.close()
     samples = {}
@@ -377,6 +379,8 @@ def _run_chain(model: Callable[..., Any], model_kwargs: Mapping[str, Any], s: _S
         stats={k: np.asarray(v) for k, v in stats.items()},
         warmup_s=warm_end - start,
         sampling_s=end - warm_end,
+        warmup_cpu_s=cpu_warm_end - cpu_start,
+        sampling_cpu_s=cpu_end - cpu_warm_end,
         final_step_size=step_size,
     )
 
@@ -513,6 +517,11 @@ def run_mcmc(
     (``chain_method="parallel"``), each with a seed from :func:`chain_seeds`. Diagnostic
     warnings (divergences, saturated tree depth, R-hat, ESS) are issued with ``warnings.warn``.
 
+    ``result.timings``: ``warmup`` and ``sampling`` (wall seconds summed over chains; ESS per
+    second uses ``sampling``), ``warmup_cpu``/``sampling_cpu`` (process CPU seconds, for shared
+    machines), ``warmup/chain_<i>``, ``sampling/chain_<i>``, ``chains_wall`` (all chains,
+    parallel or not), ``deterministic``, ``log_likelihood`` and ``total``.
+
     Example::
 
         result = run_mcmc(model, {"y": y}, num_chains=2, num_warmup=200, num_samples=200)
@@ -549,6 +558,8 @@ def run_mcmc(
     timings = {
         "warmup": float(sum(c.warmup_s for c in chains)),
         "sampling": float(sum(c.sampling_s for c in chains)),
+        "warmup_cpu": float(sum(c.warmup_cpu_s for c in chains)),
+        "sampling_cpu": float(sum(c.sampling_cpu_s for c in chains)),
         "chains_wall": chains_end - start,
     }
     for c in chains:
