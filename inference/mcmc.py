@@ -66,7 +66,6 @@ from pyro.infer.autoguide.initialization import (
     init_to_mean,
     init_to_median,
     init_to_uniform,
-    init_to_value,
 )
 from pyro.infer.mcmc import HMC, NUTS, RandomWalkKernel
 from pyro.infer.mcmc.adaptation import BlockMassMatrix
@@ -117,6 +116,23 @@ def _robust_init(site: Mapping[str, Any], *, base: Callable[..., Any], spread: b
     return value
 
 
+def _init_from_values(site: Mapping[str, Any], *, values: Mapping[str, Any],
+                      fallback: Callable[..., Any]) -> Any:
+    """``init_to_value`` that casts (and broadcasts) a given value to the site's dtype and shape."""
+    proto = fallback(site)
+    if site["name"] not in values:
+        return proto
+    value = torch.as_tensor(np.asarray(values[site["name"]]), dtype=proto.dtype,
+                            device=proto.device)
+    try:
+        value = value.expand(proto.shape).clone()
+    except RuntimeError as error:
+        raise ValueError(f"initial value of {site['name']!r} has shape {tuple(value.shape)}; "
+                         f"the site has shape {tuple(proto.shape)}") from error
+    value._pyro_custom_init = True
+    return value
+
+
 def make_init_strategy(init: str | Mapping[str, Any]) -> Callable[..., Any]:
     """A Pyro init strategy from a name in :data:`INIT_STRATEGIES` or a dict of site values.
 
@@ -127,9 +143,7 @@ def make_init_strategy(init: str | Mapping[str, Any]) -> Callable[..., Any]:
     """
     uniform = functools.partial(_robust_init, base=init_to_uniform, spread=True)
     if isinstance(init, Mapping):
-        values = {k: torch.as_tensor(np.asarray(v), dtype=torch.get_default_dtype())
-                  for k, v in init.items()}
-        return init_to_value(values=values, fallback=uniform)
+        return functools.partial(_init_from_values, values=dict(init), fallback=uniform)
     bases = {"uniform": (init_to_uniform, True), "median": (init_to_median, False),
              "feasible": (init_to_feasible, False), "mean": (init_to_mean, False)}
     if init not in bases:

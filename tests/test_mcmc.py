@@ -189,15 +189,18 @@ def test_hmc_and_random_walk_kernels(kernel, stats):
         assert (result.sample_stats["n_steps"] == 5).all()
 
 
-@pytest.mark.parametrize("init", ["uniform", "median", "feasible", "mean", {"mu": 0.3}])
+@pytest.mark.parametrize("init", ["uniform", "median", "feasible", "mean",
+                                  {"beta": [26.0, 0.6], "sigma": 18.0}])
 def test_init_strategies_work_with_flat_priors(init):
     model, _, kwargs = _setup("kidiq-kidscore_momiq")  # flat priors on the coefficients
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = run_mcmc(model.model, kwargs, num_chains=1, num_warmup=5, num_samples=2,
-                          init_strategy=init if not isinstance(init, dict) else "uniform",
-                          progress_bar=False, log_likelihood=False)
+                          init_strategy=init, progress_bar=False, log_likelihood=False)
     assert np.isfinite(result.sample_stats["lp"]).all()
+    if isinstance(init, dict):  # started at the posterior mean (slope sd 0.06): it stays near
+        assert result.posterior["beta"].dtype == np.float64
+        assert abs(result.posterior["beta"][0, 0, 1] - 0.6) < 0.3
 
 
 @pytest.mark.parametrize("kwargs,match", [
