@@ -121,6 +121,33 @@ def test_local_reparameterisation_has_the_weight_sampling_moments(mode):
     assert torch.allclose(plain, x @ w.squeeze(1), atol=1e-5)
 
 
+def test_local_reparameterisation_reduces_gradient_variance():
+    # the point of LRT / Flipout: per-example noise decorrelates the minibatch gradient.
+    # Measured per-coordinate variance ratios to plain weight sampling: LRT ~1/11, Flipout
+    # ~1/4; a variance estimated from 100 draws is within ~15 % (sqrt(2/100)), so a factor 2
+    # leaves a wide margin.
+    from zoo.models.bnn_guides import BayesByBackpropGuide
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=gen)
+    y = x[:, 0] + 0.1 * torch.randn(64, generator=gen)
+    variance = {}
+    for mode in ("lrt", "flipout", None):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        net = BayesianNet(hidden=(20,), local_reparam=mode)
+        guide = BayesByBackpropGuide(net, init_scale=0.3)
+        guide(x)
+        loc = pyro.param("bbb.w0.loc")
+        elbo = TraceMeanField_ELBO()
+        grads = torch.stack([
+            torch.autograd.grad(elbo.differentiable_loss(net.model, guide, x, y), loc)[0].flatten()
+            for _ in range(100)])
+        variance[mode] = float(grads.var(0).mean())
+    assert variance["lrt"] < 0.5 * variance[None], variance
+    assert variance["flipout"] < 0.5 * variance[None], variance
+
+
 def test_lenet5_forward_shapes_with_batched_weights():
     net = zoo.get("lenet5", image_shape=(28, 28))
     x = torch.rand(2, 784)

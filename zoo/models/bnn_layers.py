@@ -142,7 +142,9 @@ class LogUniform(TorchDistribution):
         return new
 
     def log_prob(self, value):
-        return -torch.log(value.abs())
+        # |w| is floored at the smallest normal float so an exact zero gives a large finite
+        # value rather than +inf (the density itself is unbounded at 0)
+        return -torch.log(value.abs().clamp_min(torch.finfo(value.dtype).tiny))
 
     def sample(self, sample_shape=torch.Size()):
         shape = self._extended_shape(sample_shape)

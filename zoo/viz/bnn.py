@@ -90,6 +90,7 @@ def regression_bands(mean_draws, noise_var_draws, y, path: str | Path) -> Path:
     ax.plot(idx, m[order], "k-", lw=1, label="predictive mean")
     ax.plot(idx, y[order], "r.", ms=3, label="target")
     ax.set_xlabel("test point (sorted by predicted mean)")
+    ax.set_ylabel("target (model scale)")
     ax.legend(fontsize=8)
     path = Path(path)
     fig.tight_layout()
