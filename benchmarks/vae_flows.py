@@ -7,6 +7,11 @@ equal data seen, not equal time; wall times are reported beside). Each row gives
 IS-estimated test NLL with its standard error, the test negative ELBO (the bound the paper
 reports), the gap and PSIS k-hat. Amortised flows are :mod:`zoo.models.amortized_flows`.
 
+Known problem (measured on CPU, MNIST, 500-600 steps, lr 2e-3): stacks of 40 and 80
+amortised planar transforms can collapse (a determinant 1 + psi.u_hat driven to 0 in float32,
+log q = +inf), giving test NLLs of hundreds of nats; K <= 20 trained normally. Gradient clipping
+or a smaller learning rate is the likely remedy; it has not been run.
+
 A wall-clock budget (``--budget-minutes``) picks the step count after timing every
 configuration; ``--test-points`` evaluates on a test subset. The paper ran about 500k updates
 with batch 100, so budgeted CPU runs are indicative only: the table says so.
