@@ -59,12 +59,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _driver_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.method == "svi":
         settings: dict[str, Any] = {"num_steps": args.steps, "lr": args.lr, "elbo": args.elbo,
-                                    "num_particles": args.num_particles,
-                                    "num_posterior_draws": args.draws}
+                                    "num_particles": args.num_particles}
+        if args.draws is not None:
+            settings["num_posterior_draws"] = args.draws
         if args.batch_size:
             settings["batch_size"] = args.batch_size
         return settings
-    return {"num_chains": args.chains, "num_warmup": args.warmup, "num_samples": args.draws,
+    return {"num_chains": args.chains, "num_warmup": args.warmup,
+            "num_samples": 500 if args.draws is None else args.draws,
             "jit_compile": args.jit, "chain_method": args.chain_method}
 
 
@@ -84,7 +86,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     result.save(out)
-    summary: pd.DataFrame = summarize(result)
+    summary = summarize(result) if result.posterior else pd.DataFrame()
     with atomic_path(out / "summary.csv") as tmp:
         summary.to_csv(tmp)
     metrics = model.evaluate(dataset, result, split="test") if "test" in dataset.splits else {}
@@ -95,7 +97,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     plots += model.plot(dataset, result, out / "plots")
     with pd.option_context("display.width", 160, "display.max_columns", None,
                            "display.max_rows", 40):
-        print(summary)
+        print(summary if len(summary) else "(no global latent draws to summarise)")
     for key, value in metrics.items():
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
     print(f"wrote {out}/posterior.nc, summary.csv, metrics.json and {len(plots)} plots")
@@ -131,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model configuration, e.g. --config latent_dim=2 activation=tanh")
     p.add_argument("--chains", type=int, default=4, help="MCMC chains")
     p.add_argument("--warmup", type=int, default=500, help="MCMC warm-up iterations per chain")
-    p.add_argument("--draws", type=int, default=500, help="draws per chain (svi: guide draws)")
+    p.add_argument("--draws", type=int, default=None, help="draws per chain (default 500; svi: "
+                   "guide draws, default 1000, or none for amortised models)")
     p.add_argument("--chain-method", default="sequential", choices=["sequential", "parallel"])
     p.add_argument("--jit", action="store_true", help="JIT-compile the potential (MCMC)")
     p.add_argument("--steps", type=int, default=2000, help="SVI steps")

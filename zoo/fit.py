@@ -76,6 +76,7 @@ def fit(
         data, data_dir=data_dir, **dict(data_options or {})
     )
     model_kwargs = zoo_model.model_kwargs(dataset, "train")
+    driver_settings = {**zoo_model.driver_defaults(method), **driver_settings}
 
     if method in MCMC_METHODS:
         if guide is not None:

@@ -67,6 +67,15 @@ class ZooModel:
         """Known posterior draws or moments for checking inference, when the model has them."""
         return None
 
+    def driver_defaults(self, method: str) -> dict[str, Any]:
+        """Driver settings this model needs unless the caller sets them (merged under theirs).
+
+        Amortised models with one local latent per data point return
+        ``{"num_posterior_draws": 0, "log_likelihood": False}``: draws of every local latent do
+        not fit in memory on large data, and their held-out figures come from :meth:`evaluate`.
+        """
+        return {}
+
     def guides(self) -> Mapping[str, Callable[..., Any]]:
         """Model-specific guides by name (``--guide NAME`` on the CLI).
 

@@ -219,6 +219,11 @@ class PPCA(ZooModel, nn.Module):
     def guide(self) -> Callable[..., None]:  # type: ignore[override]
         return self.exact_guide if self.guide_name == "exact" else self.encoder_guide
 
+    def driver_defaults(self, method: str) -> dict[str, Any]:
+        """No draws of the per-data-point latents by default: held-out figures come from
+        :meth:`evaluate` (importance sampling), and MNIST-sized draws would not fit in memory."""
+        return {"num_posterior_draws": 0, "log_likelihood": False} if method == "svi" else {}
+
     def guides(self) -> Mapping[str, Callable[..., None]]:
         return {"model": self.guide, "encoder": self.encoder_guide, "exact": self.exact_guide}
 

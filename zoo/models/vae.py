@@ -356,6 +356,11 @@ class VAE(ZooModel, nn.Module):
         """The configured guide (``guide=``/``flow=`` keyword)."""
         return self.guide_named(self.guide_name)
 
+    def driver_defaults(self, method: str) -> dict[str, Any]:
+        """No draws of the per-data-point latents by default: held-out figures come from
+        :meth:`evaluate` (importance sampling), and MNIST-sized draws would not fit in memory."""
+        return {"num_posterior_draws": 0, "log_likelihood": False} if method == "svi" else {}
+
     def guides(self) -> Mapping[str, Callable[..., None]]:
         """``model`` (the configured guide, the CLI's default) and every guide by name."""
         return {"model": self.guide, **{kind: self.guide_named(kind) for kind in GUIDE_NAMES}}
