@@ -59,6 +59,7 @@ def plot_trace(result: "InferenceResult", path: str | Path,
 
     axes = az.plot_trace(result.to_inference_data(), var_names=list(var_names or
                          _default_vars(result)), compact=True)
+    np.ravel(axes)[0].get_figure().tight_layout()  # keep row titles clear of the tick labels
     return _save(axes, Path(path))
 
 
