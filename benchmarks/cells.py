@@ -184,7 +184,11 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
         row.update(reference_agreement(model, dataset, result))
         stage = "evaluate"
         if cell.eval_split in dataset.splits:
-            row.update(_scalars(model.evaluate(dataset, result, split=cell.eval_split)))
+            metrics = _scalars(model.evaluate(dataset, result, split=cell.eval_split))
+            # a metric named like a bookkeeping column (a classifier's "error" rate) is
+            # renamed after the split ("test_error") rather than overwrite it
+            row.update({(f"{cell.eval_split}_{k}" if k in ID_COLUMNS else k): v
+                        for k, v in metrics.items()})
         stage = "save"
         result.save(out)
     except Exception as err:  # the grid goes on; the row says what failed and where

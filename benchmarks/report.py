@@ -142,7 +142,7 @@ def _suite_info(run: Path) -> tuple[str, str, list[dict[str, Any]]]:
 
 #: headline metrics, shown first in this order; other metrics follow alphabetically
 HEADLINE = (
-    "test_ll", "test_ll_is", "test_ll_exact", "rmse", "accuracy", "error", "pruned_error", "ece",
+    "test_ll", "test_ll_is", "test_ll_exact", "rmse", "accuracy", "test_error", "pruned_error", "ece",
     "nll", "elbo", "test_elbo", "gap", "psis_khat", "khat_mean", "khat_max", "ref_max_abs_z",
     "ref_max_log_sd_ratio", "min_ess_bulk", "min_ess_tail", "ess_per_s", "max_rhat",
     "divergences", "sparsity", "compression",
