@@ -316,3 +316,34 @@ def test_cli_lists_suites(capsys):
     out = capsys.readouterr().out
     for name in ("quick", "posteriordb", "uci", "mnist-vae", "sparse-vd"):
         assert name in out
+
+
+def test_cell_row_keeps_bookkeeping_columns_and_reads_the_final_elbo(tmp_path, monkeypatch):
+    """A model metric called "error" (a classifier's error rate) must not overwrite the error
+    message column; the final ELBO is minus the mean loss of the last 5% of steps."""
+    import numpy as np
+
+    import zoo.fit
+    from benchmarks.cells import run_cell
+    from benchmarks.suite import Cell
+    from inference.result import InferenceResult
+    from zoo.data.dataset import Dataset
+
+    class Stub:
+        def evaluate(self, dataset, result, split="test"):
+            return {"error": 0.25, "accuracy": 0.75}
+
+        def reference_posterior(self, dataset):
+            return None
+
+    losses = np.arange(100.0, 0.0, -1.0)  # 100 steps: the last 5 are 5, 4, 3, 2, 1
+    result = InferenceResult(method="svi", posterior={"mu": np.zeros((1, 4))},
+                             loss_history=losses)
+    dataset = Dataset("stub", splits={"train": {}, "test": {}})
+    monkeypatch.setattr(zoo.fit, "fit", lambda *args, **kwargs: (result, Stub(), dataset))
+    cell = Cell(model=ES, method="svi", label="svi", guide="auto_normal", plots=False)
+    row = run_cell(cell, tmp_path)
+    assert row["status"] == "ok" and row["error"] is None
+    assert row["test_error"] == 0.25 and row["accuracy"] == 0.75
+    assert row["elbo"] == -3.0
+    assert (tmp_path / CELLS_DIR / cell.cell_id / ROW_FILE).is_file()
