@@ -292,20 +292,24 @@ class BayesianNet(ZooModel):
 
     # ------------------------------------------------------------------ prediction
     def predict(self, source: Any, x: torch.Tensor, *, num_draws: int = 200,
-                chunk_size: int = 50, seed: int | None = 0) -> dict[str, torch.Tensor]:
+                chunk_size: int = 50, data_batch: int = 1000,
+                seed: int | None = 0) -> dict[str, torch.Tensor]:
         """Per-draw predictive distributions at inputs ``x``.
 
         ``source`` is a guide (any callable guide: the BNN guides, autoguides) or a mapping of
         posterior arrays shaped ``(chain, draw, ...)`` (e.g. ``InferenceResult.posterior``).
         Returns, for regression, ``{"mean": (S, N), "noise_var": (S, N)}`` on the model's
         (standardised) scale; for classification ``{"probs": (S, N, K)}``. Draws are taken in
-        chunks of ``chunk_size`` and evaluated vectorised.
+        chunks of ``chunk_size`` and each chunk is evaluated vectorised over ``data_batch`` inputs
+        at a time, so memory stays bounded on large test sets (MNIST, LeNet-5).
         """
+        if data_batch < 1:
+            raise ValueError(f"data_batch must be a positive integer, got {data_batch!r}")
         x = x.reshape(x.shape[0], -1).to(torch.get_default_dtype())
         outs: list[dict[str, torch.Tensor]] = []
         for params in iter_weight_draws(source, {"x": x}, num_draws, chunk_size, seed=seed):
             with torch.no_grad():
-                out = self.forward(params, x)
+                out = torch.cat([self.forward(params, xb) for xb in x.split(data_batch)], dim=-2)
                 if self.task == "regression":
                     prec = params["precision"].reshape(-1, 1)
                     mean = out.squeeze(-1).reshape(-1, x.shape[0])
@@ -339,7 +343,7 @@ class BayesianNet(ZooModel):
             summary = compression_summary(guide.sparsity_report())
             pruned = guide.pruned_means()
             with torch.no_grad():
-                logits = self.forward(pruned, kw["x"])
+                logits = torch.cat([self.forward(pruned, xb) for xb in kw["x"].split(1000)], -2)
             metrics["pruned_error"] = float((logits.argmax(-1) != kw["y"]).double().mean())
             metrics.update(summary)
         return metrics
