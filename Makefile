@@ -23,7 +23,7 @@ test: setup
 	$(BIN)/python -m pytest -q tests
 
 demo: setup
-	$(BIN)/zoo fit eight_schools-eight_schools_noncentered --method nuts --chains 2 --warmup 300 --draws 300 --seed 0 --out runs/demo
+	$(BIN)/zoo bench quick --out runs/quick --jobs 2 --report
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
