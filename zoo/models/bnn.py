@@ -279,6 +279,14 @@ class BayesianNet(ZooModel):
         return {"x": x, "y": y}
 
     # ------------------------------------------------------------------ guides
+    def driver_defaults(self, method: str) -> dict[str, Any]:
+        """Big nets (LeNets, wide MLPs) keep the fitted guide instead of stored weight draws:
+        a thousand draws of LeNet-300-100's 266k weights, and their pointwise log-likelihood on
+        60k images, would take gigabytes. :meth:`evaluate` then samples the guide in chunks."""
+        if method == "svi" and (self.architecture == "lenet5" or max(self.hidden) > 200):
+            return {"num_posterior_draws": 0, "log_likelihood": False}
+        return {}
+
     def guides(self) -> dict[str, Callable[..., Any]]:
         """Model-specific guides: ``bbb``/``mc_dropout`` (proper priors), ``vd``/``sparse_vd``
         (log-uniform prior)."""
