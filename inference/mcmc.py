@@ -226,16 +226,16 @@ class _ScaleFreeDenseMassMatrix(BlockMassMatrix):
 
     def end_adaptation(self) -> None:
         inverse_mass_matrix = {}
-        for site_names, scheme in self._adapt_scheme.items():
+        for block, scheme in self._adapt_scheme.items():
             if scheme.diagonal:
-                inverse_mass_matrix[site_names] = scheme.get_covariance(regularize=True)
+                inverse_mass_matrix[block] = scheme.get_covariance(regularize=True)
                 continue
             n = float(scheme.n_samples)
             cov = scheme.get_covariance(regularize=False)
             variances = cov.diagonal().clamp(min=1e-12)
             regularised = (n / (n + 5.0)) * cov + torch.diag(1e-3 * (5.0 / (n + 5.0)) * variances)
             regularised = regularised + torch.diag(1e-12 * torch.ones_like(variances))
-            inverse_mass_matrix[site_names] = regularised
+            inverse_mass_matrix[block] = regularised
         self.inverse_mass_matrix = inverse_mass_matrix
 
 

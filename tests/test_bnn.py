@@ -14,7 +14,6 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 from scipy import integrate, stats
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from zoo.data._common import float_tensor, holdout_split, label_tensor
 from zoo.data.dataset import Dataset
-from zoo.data.standardize import Standardizer
+from zoo.data.standardize import regression_splits
 
 
 @lru_cache(maxsize=None)
@@ -83,14 +83,7 @@ def load_diabetes(
     """
     x, y, names = _diabetes_arrays()
     train, test = holdout_split(len(x), test_fraction, seed)
-    x_scaler = Standardizer.fit(x[train])
-    y_scaler = Standardizer.fit(y[train])
-    if standardize:
-        x, y = x_scaler.transform(x), y_scaler.transform(y)
-    splits = {
-        part: {"x": float_tensor(x[idx]), "y": float_tensor(y[idx])}
-        for part, idx in (("train", train), ("test", test))
-    }
+    splits, x_scaler, y_scaler = regression_splits(x, y, train, test, standardize)
     info = {
         "source": "scikit-learn sklearn.datasets.load_diabetes(scaled=False) "
         "(Efron, Hastie, Johnstone & Tibshirani 2004, Least Angle Regression)",

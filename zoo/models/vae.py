@@ -52,7 +52,7 @@ from torch import nn
 from zoo.data.dataset import Dataset
 from zoo.models.amortized_flows import FLOW_KINDS, AmortizedFlow
 from zoo.models.base import ZooModel
-from zoo.models.networks import ACTIVATIONS, GaussianHead, mlp, out_dim
+from zoo.models.networks import ACTIVATIONS, GaussianHead, LazyInputDim, mlp, out_dim
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _per_layer(value: Any, layers: int, what: str) -> list[tuple[int, ...]]:
     default_data="digits",
     methods=("svi",),
 )
-class VAE(ZooModel, nn.Module):
+class VAE(LazyInputDim, ZooModel, nn.Module):
     """A VAE / DLGM; configuration keywords (all optional):
 
     - ``latent_dim``: int, or one int per stochastic layer (bottom first), e.g. ``(100, 50)``.
@@ -268,15 +268,6 @@ class VAE(ZooModel, nn.Module):
         return dist.Normal(out, scale.expand_as(out)).to_event(1)
 
     # ------------------------------------------------------------------ data
-    def _check_x(self, x: torch.Tensor | None) -> None:
-        if x is None:
-            if self.x_dim is None:
-                raise ValueError("x_dim is unknown: pass x, x_dim=..., or call model_kwargs first")
-            return
-        if x.dim() != 2:
-            raise ValueError(f"x must be (N, x_dim), got shape {tuple(x.shape)}")
-        self.build(x.shape[-1])
-
     def _binarized(self, x: torch.Tensor, idx: torch.Tensor, role: str) -> torch.Tensor:
         xb = x[idx]
         if self.binarize != "dynamic":
