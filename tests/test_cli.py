@@ -54,3 +54,33 @@ def test_wrong_data_dir_gives_one_line_error_naming_the_paths(capsys, tmp_path):
     assert code == 2
     assert len(err.splitlines()) == 1
     assert str(missing) in err
+
+
+FIT_CASES = {
+    "bnn-bbb": ["bnn", "--method", "svi", "--guide", "bbb", "--steps", "100"],
+    "bnn-mc_dropout": ["bnn", "--method", "svi", "--guide", "mc_dropout", "--steps", "100"],
+    "bnn-vd": ["bnn", "--method", "svi", "--guide", "vd", "--steps", "100",
+               "--config", "prior=log_uniform"],
+    "bnn-sparse_vd": ["bnn", "--method", "svi", "--guide", "sparse_vd", "--steps", "100",
+                      "--config", "prior=log_uniform"],
+    "bnn-nuts": ["bnn", "--method", "nuts", "--chains", "1", "--warmup", "20", "--draws", "20",
+                 "--config", "hidden=[4]"],
+    "vae-planar": ["vae", "--method", "svi", "--guide", "planar", "--steps", "50", "--lr", "3e-3",
+                   "--batch-size", "100", "--config", "latent_dim=2"],
+}
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("case", sorted(FIT_CASES))
+def test_smoke_zoo_fit_writes_posterior_summary_metrics_and_plots(case, tmp_path, capsys):
+    import json
+
+    out = tmp_path / case
+    assert main(["fit", *FIT_CASES[case], "--seed", "0", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    for name in ("posterior.nc", "result.json", "summary.csv", "metrics.json", "settings.json"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    key = "test_ll_is" if case.startswith("vae") else "test_ll"
+    assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
+    assert list((out / "plots").glob("*.png"))
