@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -41,8 +43,21 @@ def get_backend(name: str, *, jobs: int = 1) -> "LocalBackend | RayBackend":
     raise ValueError(f"unknown backend {name!r}; allowed: {BACKENDS}")
 
 
+def _exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """Watchdog thread body: end this worker once its parent is gone (e.g. ``kill -9``).
+
+    Without it, workers of a killed ``zoo bench`` would go on writing cells that a resumed run
+    is writing too.
+    """
+    while os.getppid() == parent_pid:
+        time.sleep(interval_s)
+    os._exit(1)
+
+
 def _init_worker() -> None:
-    """Worker set-up: one intra-op thread, so N jobs use N cores and timings are comparable."""
+    """Worker set-up: one intra-op thread, so N jobs use N cores and timings are comparable;
+    a watchdog ends the worker when the parent process dies."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -79,20 +94,25 @@ class LocalBackend:
     def _run_pool(
         self, cells: list[Cell], out_dir: str, suite: str, imports: tuple[str, ...]
     ) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        """Cells across ``jobs`` workers. When a worker dies (killed, out of memory, segfault)
+        the pool breaks and every unfinished cell is unaccounted for, so those cells are run
+        again one per fresh single-worker pool: a crash there is attributable to its cell and is
+        recorded as that cell's error, and healthy cells are never blamed for another's crash."""
         # spawn: a fresh interpreter per worker (fork would copy torch's thread pools and locks)
         context = multiprocessing.get_context("spawn")
         pending = list(cells)
-        crashes: dict[str, int] = {}
+        isolate = False
         while pending:
+            batch = pending[:1] if isolate else pending
+            pending = pending[1:] if isolate else []
             pool = ProcessPoolExecutor(
-                max_workers=min(self.jobs, len(pending)), mp_context=context,
+                max_workers=min(self.jobs, len(batch)), mp_context=context,
                 initializer=_init_worker,
             )
             futures: dict[Future, Cell] = {
                 pool.submit(run_cell, cell, out_dir, suite=suite, imports=imports): cell
-                for cell in pending
+                for cell in batch
             }
-            pending = []
             broken = False
             try:
                 not_done = set(futures)
@@ -103,14 +123,12 @@ class LocalBackend:
                         try:
                             yield cell, future.result()
                         except BrokenProcessPool:
-                            # a worker died (killed, out of memory, segfault): retry its cells
-                            # once in a fresh pool, then record them as failed
                             broken = True
-                            crashes[cell.cell_id] = crashes.get(cell.cell_id, 0) + 1
-                            if crashes[cell.cell_id] > 1:
+                            if isolate:
                                 yield cell, _error_row(
                                     cell, suite, "worker: BrokenProcessPool: the worker "
-                                    "process running this cell died twice",
+                                    "process running this cell died (killed, out of memory "
+                                    "or crashed)",
                                 )
                             else:
                                 pending.append(cell)
@@ -119,6 +137,7 @@ class LocalBackend:
                                                    f"worker: {type(err).__name__}: {err}")
             finally:
                 pool.shutdown(wait=not broken, cancel_futures=True)
+            isolate = isolate or broken
 
 
 class RayBackend:

@@ -54,7 +54,10 @@ def committed_row(out_dir: str | Path, cell: Cell) -> dict[str, Any] | None:
     marker = cell_dir(out_dir, cell) / ROW_FILE
     if not marker.is_file():
         return None
-    return json.loads(marker.read_text())
+    try:
+        return json.loads(marker.read_text())
+    except json.JSONDecodeError:  # torn by a machine crash: the cell counts as not done
+        return None
 
 
 def clean_partial(out_dir: str | Path) -> list[Path]:

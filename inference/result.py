@@ -57,7 +57,7 @@ def _frozen(arrays: ArrayMap | None) -> dict[str, np.ndarray] | None:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class InferenceResult:
     """Immutable record of one inference run (MCMC or SVI).
 
@@ -66,7 +66,7 @@ class InferenceResult:
     ``step_size``, ``tree_depth``, ``n_steps``, ``energy``, ...) to ``(chain, draw)`` arrays.
     ``log_likelihood`` maps observed sites to ``(chain, draw, n_obs)`` pointwise values.
     ``fitted`` holds live objects (the guide, the model) for use in the same session; it is
-    neither compared nor saved.
+    not saved. Results compare by identity (their fields are arrays); compare fields instead.
     """
 
     method: str
@@ -135,6 +135,7 @@ class InferenceResult:
             "versions": dict(self.versions),
         }
         atomic_write_text(out / _RECORD_FILE, json.dumps(record, indent=2, sort_keys=True))
+        (out / _TENSORS_FILE).unlink(missing_ok=True)  # never leave an older run's SVI state
         if self.loss_history is not None or self.guide_params:
             tensors: dict[str, Any] = {}
             if self.loss_history is not None:

@@ -184,11 +184,13 @@ def _guarded_step(svi: SVI, step: int, kwargs: Mapping[str, Any]) -> float:
     try:
         with poutine.trace(param_only=True) as param_capture:
             loss = svi.loss_and_grads(svi.model, svi.guide, **kwargs)
-    except ValueError as err:
-        # with distribution validation on (Pyro's default) a NaN/inf reaching a distribution's
-        # parameter is reported as "Expected parameter ... but found invalid values: nan"
+    except (ValueError, torch.linalg.LinAlgError) as err:
+        # with distribution validation on (Pyro's default) a parameter driven out of its support
+        # (NaN, inf, a zero scale, a covariance that is no longer positive definite) is reported
+        # as "Expected parameter ... but found invalid values"; a failed Cholesky raises
+        # LinAlgError. Both are divergences of the optimisation; other ValueErrors are bugs.
         message = str(err)
-        if "found invalid values" in message and ("nan" in message or "inf" in message):
+        if isinstance(err, torch.linalg.LinAlgError) or "found invalid values" in message:
             for p in pyro.get_param_store().values():
                 if p.unconstrained().grad is not None:
                     p.unconstrained().grad = None

@@ -347,3 +347,53 @@ def test_cell_row_keeps_bookkeeping_columns_and_reads_the_final_elbo(tmp_path, m
     assert row["test_error"] == 0.25 and row["accuracy"] == 0.75
     assert row["elbo"] == -3.0
     assert (tmp_path / CELLS_DIR / cell.cell_id / ROW_FILE).is_file()
+
+
+CRASHING_MODEL = '''
+import os
+import pyro
+import pyro.distributions as dist
+import zoo
+from zoo.models.base import ZooModel
+
+
+@zoo.register("crashes_its_worker", description="ends its process", default_data="diabetes",
+              methods=("svi",))
+class CrashesItsWorker(ZooModel):
+    def model(self, y=None):
+        pyro.sample("mu", dist.Normal(0.0, 1.0))
+
+    def model_kwargs(self, dataset, split="train"):
+        os._exit(1)
+'''
+
+
+def test_a_crashing_worker_is_blamed_alone_and_healthy_cells_finish(tmp_path, monkeypatch):
+    """A cell that kills its worker process breaks the whole pool; only that cell may be
+    recorded as failed, the cells that happened to share the pool must still succeed."""
+    (tmp_path / "crash_model_for_test.py").write_text(CRASHING_MODEL)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = _write(tmp_path, textwrap.dedent('''
+        name = "crash"
+        description = "one cell ends its worker"
+        imports = ["crash_model_for_test"]
+        [methods.svi]
+        method = "svi"
+        guide = "auto_normal"
+        num_steps = 5
+        num_posterior_draws = 5
+        [[cell]]
+        model = "crashes_its_worker"
+        method = "svi"
+        plots = false
+        [[cell]]
+        model = "conjugate_linear_regression"
+        method = "svi"
+        seed = [0, 1, 2]
+        plots = false
+    '''))
+    table = run_suite(suite, tmp_path / "out", jobs=2, progress=False)
+    status = dict(zip(table["model"] + "/" + table["seed"].astype(str), table["status"]))
+    assert status.pop("crashes_its_worker/0") == "error"
+    assert set(status.values()) == {"ok"} and len(status) == 3

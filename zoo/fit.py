@@ -95,7 +95,7 @@ def fit(
         **dict(result.settings),
         "model": zoo_model.name or type(zoo_model).__name__,
         "method": method,
-        "guide": guide,
+        "guide": guide if guide is not None else result.settings.get("guide"),
         "data": dataset.name,
         "data_options": dict(data_options or {}),
         "config": dict(config or {}),
