@@ -51,7 +51,7 @@ def user_cache_dir() -> Path:
 def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
     """The data roots to search, in order, each with a short label of where it came from.
 
-    >>> [label for _, label in candidate_roots("/tmp/my-data")]
+    >>> [label for _, label in candidate_roots("my-data")]
     ['data_dir argument']
     """
     if data_dir is not None:
