@@ -40,6 +40,7 @@ from inference.checkpoint import (get_rng, load_checkpoint, restore_params, save
                                   set_rng, snapshot_params)
 from inference.errors import DivergenceError
 from inference.guides import init_to_feasible_shape, make_guide, posterior_guide
+from inference.log_likelihood import observed_data, pointwise_log_likelihood
 from inference.objectives import make_elbo
 from inference.result import InferenceResult
 from inference.schedules import KLAnnealing, is_scheduler, make_optimizer
@@ -450,14 +451,8 @@ def fit_svi(
         loglik, observed = None, None
         t2 = time.perf_counter()
         if log_likelihood and draws:
-            try:
-                from inference.log_likelihood import observed_data, pointwise_log_likelihood
-            except ImportError:  # pragma: no cover - module written by another helper
-                warnings.warn("inference.log_likelihood is not available; no log-likelihood",
-                              RuntimeWarning, stacklevel=2)
-            else:
-                loglik = pointwise_log_likelihood(model, {s: draws[s] for s in latent}, kwargs)
-                observed = observed_data(model, kwargs) or None
+            loglik = pointwise_log_likelihood(model, {s: draws[s] for s in latent}, kwargs)
+            observed = observed_data(model, kwargs) or None
         loglik_time = time.perf_counter() - t2
 
     settings = {
