@@ -393,7 +393,13 @@ def test_a_crashing_worker_is_blamed_alone_and_healthy_cells_finish(tmp_path, mo
         seed = [0, 1, 2]
         plots = false
     '''))
-    table = run_suite(suite, tmp_path / "out", jobs=2, progress=False)
+    try:
+        table = run_suite(suite, tmp_path / "out", jobs=2, progress=False)
+    finally:  # validating the suite imported the module here: keep the registry as it was
+        from zoo.registry import _REGISTRY
+
+        _REGISTRY.pop("crashes_its_worker", None)
+        sys.modules.pop("crash_model_for_test", None)
     status = dict(zip(table["model"] + "/" + table["seed"].astype(str), table["status"]))
     assert status.pop("crashes_its_worker/0") == "error"
     assert set(status.values()) == {"ok"} and len(status) == 3
