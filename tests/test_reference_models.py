@@ -18,20 +18,13 @@ from sklearn.linear_model import Ridge
 
 import zoo
 from zoo.data import load
+from zoo.data.posteriordb import POSTERIORS
 from zoo.models.linear_regression import nig_posterior
 from zoo.models.posteriordb_base import align_global, flat_prior
 from zoo.models.posteriordb_models import lag_matrix
 from zoo.models.stan_names import to_stan_draws
 
-POSTERIORDB = (
-    "arK-arK",
-    "earnings-logearn_height",
-    "eight_schools-eight_schools_centered",
-    "eight_schools-eight_schools_noncentered",
-    "kidiq-kidscore_momiq",
-    "mesquite-logmesquite_logvolume",
-    "sblrc-blr",
-)
+POSTERIORDB = POSTERIORS  # every shared posterior has a port under the same name
 ALL = POSTERIORDB + ("conjugate_linear_regression",)
 
 F64 = torch.float64
