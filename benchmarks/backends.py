@@ -32,7 +32,7 @@ from benchmarks.suite import Cell
 BACKENDS = ("local", "ray")
 
 
-def get_backend(name: str, *, jobs: int = 1) -> "LocalBackend | RayBackend":
+def get_backend(name: str, *, jobs: int = 1) -> "Backend":
     """The backend called ``name`` ("local" or "ray") running ``jobs`` cells at a time."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -75,11 +75,21 @@ def _error_row(cell: Cell, suite: str, message: str) -> dict[str, Any]:
     }
 
 
-class LocalBackend:
-    """Cells in this process (``jobs=1``) or in ``jobs`` spawned worker processes."""
+class Backend:
+    """Where cells run: ``run`` yields ``(cell, row)`` pairs as cells finish, in any order."""
 
     def __init__(self, jobs: int = 1) -> None:
-        self.jobs = jobs
+        self.jobs = jobs  # validated by get_backend
+
+    def run(
+        self, cells: Sequence[Cell], out_dir: str | Path, *, suite: str = "",
+        imports: tuple[str, ...] = (),
+    ) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        raise NotImplementedError
+
+
+class LocalBackend(Backend):
+    """Cells in this process (``jobs=1``) or in ``jobs`` spawned worker processes."""
 
     def run(
         self, cells: Sequence[Cell], out_dir: str | Path, *, suite: str = "",
@@ -140,11 +150,8 @@ class LocalBackend:
             isolate = isolate or broken
 
 
-class RayBackend:
+class RayBackend(Backend):
     """Cells as Ray tasks (one CPU each), at most ``jobs`` in flight at a time."""
-
-    def __init__(self, jobs: int = 1) -> None:
-        self.jobs = jobs
 
     def run(
         self, cells: Sequence[Cell], out_dir: str | Path, *, suite: str = "",
