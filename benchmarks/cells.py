@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from benchmarks.suite import MCMC_DRIVERS, Cell
+from benchmarks.suite import Cell
 from inference.storage import atomic_write_text
 
 ROW_FILE = "row.json"
@@ -138,7 +138,9 @@ def warm_imports() -> None:
     import inference.svi  # noqa: F401
     import zoo
     import zoo.fit  # noqa: F401
+    from inference.methods import list_methods
 
+    list_methods()
     zoo.list_models()
 
 
@@ -179,8 +181,8 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
         stage = "diagnostics"
         with warnings_module.catch_warnings():  # ArviZ's small-sample notes; the row has ESS
             warnings_module.simplefilter("ignore", RuntimeWarning)
-            row.update(inference_metrics(result, cell.method in MCMC_DRIVERS))
-        if cell.psis_khat and cell.method == "svi":
+            row.update(inference_metrics(result, result.family == "mcmc"))
+        if cell.psis_khat and result.family == "vi":
             stage = "psis_khat"
             row["psis_khat"] = _psis_khat(result, model, dataset)
         stage = "reference"

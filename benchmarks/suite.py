@@ -21,9 +21,9 @@ Suite file format::
     [defaults]                        # merged under every [[cell]] (cell keys win)
     seed = [0, 1]
 
-    [methods.nuts]                    # a named inference set-up: "method" is the driver
-    method = "nuts"                   # nuts | hmc | rw | svi
-    num_chains = 2                    # every other key is a driver setting
+    [methods.nuts]                    # a named inference set-up: "method" is a registered
+    method = "nuts"                   # method (`zoo methods`: nuts, hmc, rw, mala, svi, ...)
+    num_chains = 2                    # every other key is a setting of that method
     num_warmup = 200
     num_samples = 200
 
@@ -34,7 +34,7 @@ Suite file format::
 
     [[cell]]
     model = "eight_schools-eight_schools_noncentered"
-    method = ["nuts", "svi_normal"]   # names under [methods], or a bare driver name
+    method = ["nuts", "svi_normal"]   # names under [methods], or a bare method name
 
     [[cell]]
     model = "eight_schools-eight_schools_centered"
@@ -62,7 +62,6 @@ standard plots, default true), ``label`` (the method label in tables; default th
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 import re
@@ -73,9 +72,6 @@ from typing import Any, Mapping
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
-#: inference drivers a cell can name; the MCMC kernels all go through ``run_mcmc``
-DRIVERS = ("nuts", "hmc", "rw", "svi")
-MCMC_DRIVERS = ("nuts", "hmc", "rw")
 #: keys of [[cell]] whose value may be a list that expands into one cell per element
 GRID_KEYS = ("model", "data", "split", "method", "seed")
 CELL_KEYS = frozenset(
@@ -97,7 +93,7 @@ class Cell:
     """One fit of a benchmark grid; ``cell_id`` names its output folder."""
 
     model: str
-    method: str  # the driver: nuts | hmc | rw | svi
+    method: str  # a registered inference method (see inference.methods)
     label: str  # the method's name in the suite (e.g. "svi_iaf"); tables group by it
     data: str | None = None
     data_options: Mapping[str, Any] = field(default_factory=dict)
@@ -252,19 +248,32 @@ def parse_suite(
     )
 
 
+def _method_names() -> list[str]:
+    from inference.methods import list_methods
+
+    return sorted(m.name for m in list_methods())
+
+
+def _takes_guide(method: str) -> bool:
+    from inference.methods import get
+
+    return "guide" in get(method).fields
+
+
 def _parse_methods(suite: str, table: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(table, Mapping):
         raise SuiteError(f"suite {suite!r}: [methods] must be a table of tables")
     methods = {}
+    known = _method_names()
     for label, spec in table.items():
         if not isinstance(spec, Mapping) or "method" not in spec:
             raise SuiteError(
-                f"suite {suite!r}: [methods.{label}] needs a 'method' key (one of {DRIVERS})"
+                f"suite {suite!r}: [methods.{label}] needs a 'method' key (one of {known})"
             )
-        if spec["method"] not in DRIVERS:
+        if spec["method"] not in known:
             raise SuiteError(
                 f"suite {suite!r}: [methods.{label}] has method {spec['method']!r}; "
-                f"allowed: {DRIVERS}"
+                f"registered methods: {known}"
             )
         methods[label] = dict(spec)
     return methods
@@ -303,17 +312,19 @@ def _expand_entry(
             spec = dict(methods[method_name])
             driver = spec.pop("method")
             guide = spec.pop("guide", None)
-        elif method_name in DRIVERS:
+        elif method_name in _method_names():
             driver, guide, spec = method_name, None, {}
         else:
             raise SuiteError(
-                f"{where}: unknown method {method_name!r}; use a driver {DRIVERS} or a name "
-                f"declared under [methods] ({sorted(methods) or 'none declared'})"
+                f"{where}: unknown method {method_name!r}; use a registered method "
+                f"{_method_names()} or a name declared under [methods] "
+                f"({sorted(methods) or 'none declared'})"
             )
         guide = entry.get("guide", guide)
-        if driver in MCMC_DRIVERS and guide is not None:
-            raise SuiteError(f"{where}: method {method_name!r} is MCMC and takes no guide")
-        if driver == "svi" and guide is None:
+        if not _takes_guide(driver):
+            if guide is not None:
+                raise SuiteError(f"{where}: method {method_name!r} ({driver}) takes no guide")
+        elif guide is None:
             guide = "auto_normal"
         cells.append(
             Cell(
@@ -357,15 +368,16 @@ def _parse_published(suite: str, rows: Any) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- validation
 def validate_suite(suite: Suite) -> None:
-    """Check every cell against the registry and the drivers' signatures.
+    """Check every cell against the model and method registries before anything runs.
 
-    Raises :class:`SuiteError` naming the cell and the bad value (unknown model, a method the
-    model does not support, an unknown guide, a driver setting the driver does not take, or a
-    model configuration the model rejects).
+    Raises :class:`SuiteError` naming the cell and the bad value (unknown model, a method
+    that needs a capability the model lacks, an unknown guide, a setting the method does not
+    take or a value out of range, or a model configuration the model rejects).
     """
     import importlib
 
     import zoo
+    from inference import methods
     from zoo.registry import UnknownModelError
 
     for module in suite.imports:
@@ -374,78 +386,49 @@ def validate_suite(suite: Suite) -> None:
         except ImportError as err:
             raise SuiteError(f"suite {suite.name!r}: cannot import {module!r}: {err}") from None
     known = {spec.name: spec for spec in zoo.list_models()}
-    driver_params = _driver_parameters()
     built: dict[str, Any] = {}
     for cell in suite.cells:
+        where = f"suite {suite.name!r}, {cell.describe()}"
         if cell.model not in known:
             raise SuiteError(
-                f"suite {suite.name!r}, {cell.describe()}: unknown model {cell.model!r}; "
-                f"registered models: {', '.join(sorted(known))}"
+                f"{where}: unknown model {cell.model!r}; registered models: "
+                f"{', '.join(sorted(known))}"
             )
         spec = known[cell.model]
-        if cell.method not in spec.methods:
-            raise SuiteError(
-                f"suite {suite.name!r}, {cell.describe()}: model {cell.model!r} does not "
-                f"support method {cell.method!r}; it supports {list(spec.methods)}"
-            )
         data = cell.data or spec.default_data
         _validate_data(suite.name, cell, data)
-        params = driver_params.get("mcmc" if cell.method in MCMC_DRIVERS else "svi")
-        if params is not None:
-            bad = sorted(set(cell.settings) - params)
-            if bad:
-                raise SuiteError(
-                    f"suite {suite.name!r}, {cell.describe()}: unknown driver settings {bad} "
-                    f"for method {cell.method!r}; allowed: {sorted(params)}"
-                )
-        if cell.method == "svi":
-            key = json.dumps([cell.model, dict(cell.config)], sort_keys=True, default=str)
-            try:
-                if key not in built:
-                    built[key] = zoo.get(cell.model, **cell.config)
-            except (TypeError, ValueError, UnknownModelError) as err:
-                raise SuiteError(
-                    f"suite {suite.name!r}, {cell.describe()}: bad model config "
-                    f"{dict(cell.config)}: {err}"
-                ) from None
+        entry = methods.get(cell.method)
+        values = dict(cell.settings)
+        if cell.guide is not None:
+            values["guide"] = cell.guide
+        try:
+            settings = entry.settings_from(values)
+            if spec.only_methods is not None and cell.method not in spec.only_methods:
+                raise ValueError(f"model {cell.model!r} is registered for methods "
+                                 f"{list(spec.only_methods)} only")
+            entry.check_model(spec.traits, cell.model, settings)
+        except ValueError as err:
+            raise SuiteError(f"{where}: {err}") from None
+        key = json.dumps([cell.model, dict(cell.config)], sort_keys=True, default=str)
+        try:
+            if key not in built:
+                built[key] = zoo.get(cell.model, **cell.config)
+        except (TypeError, ValueError, UnknownModelError) as err:
+            raise SuiteError(f"{where}: bad model config {dict(cell.config)}: {err}") from None
+        if cell.guide is not None:
             own = set(built[key].guides())
             autoguides = _autoguide_names()
-            if not (cell.guide in own or cell.guide in autoguides
-                    or (not autoguides and cell.guide.startswith("auto_"))):
+            if not (cell.guide in own or cell.guide in autoguides):
                 raise SuiteError(
-                    f"suite {suite.name!r}, {cell.describe()}: unknown guide {cell.guide!r}; "
-                    f"model {cell.model!r} has guides {sorted(own)} and the SVI driver takes "
-                    f"the autoguides {sorted(autoguides)}"
+                    f"{where}: unknown guide {cell.guide!r}; model {cell.model!r} has guides "
+                    f"{sorted(own)} and the SVI driver takes the autoguides {sorted(autoguides)}"
                 )
 
 
 def _autoguide_names() -> set[str]:
-    try:
-        from inference.guides import GUIDE_NAMES
-    except ImportError:  # the driver is not installed yet: accept any auto_* name
-        return set()
+    from inference.guides import GUIDE_NAMES
+
     return set(GUIDE_NAMES)
-
-
-_RESERVED = {"model", "model_kwargs", "guide", "seed", "kernel"}
-
-
-def _driver_parameters() -> dict[str, set[str] | None]:
-    """Keyword names the drivers accept (``None`` where a driver is not importable)."""
-    out: dict[str, set[str] | None] = {}
-    for key, module, func in (("mcmc", "inference.mcmc", "run_mcmc"),
-                              ("svi", "inference.svi", "fit_svi")):
-        try:
-            mod = __import__(module, fromlist=[func])
-            sig = inspect.signature(getattr(mod, func))
-        except (ImportError, AttributeError):
-            out[key] = None
-            continue
-        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            out[key] = None
-        else:
-            out[key] = set(sig.parameters) - _RESERVED
-    return out
 
 
 def _validate_data(suite: str, cell: Cell, data: str) -> None:

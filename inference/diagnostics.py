@@ -105,7 +105,7 @@ def warnings_for(result: "InferenceResult") -> list[str]:
 
     Returns an empty list for a healthy run (and for SVI results, whose draws are independent).
     """
-    if not result.method.startswith("mcmc"):
+    if result.family != "mcmc":
         return []
     messages = []
     stats = result.sample_stats

@@ -81,9 +81,13 @@ class InferenceResult:
     observed_data: ArrayMap | None = None
     loss_history: np.ndarray | None = None
     guide_params: ArrayMap | None = None
+    #: the method family (``mcmc``, ``vi`` ...); derived from ``method`` when not given
+    family: str = ""
     fitted: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", _family_of(self.method))
         for name in ("posterior", "sample_stats", "log_likelihood", "posterior_predictive",
                      "observed_data", "guide_params"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
@@ -129,6 +133,7 @@ class InferenceResult:
             self.to_inference_data().to_netcdf(str(tmp))
         record = {
             "method": self.method,
+            "family": self.family,
             "seed": self.seed,
             "timings": dict(self.timings),
             "settings": _jsonable(self.settings),
@@ -174,6 +179,7 @@ class InferenceResult:
             } or None
         return cls(
             method=record["method"],
+            family=record.get("family", ""),
             posterior=group("posterior") or {},
             sample_stats=group("sample_stats") or {},
             timings=record.get("timings", {}),
@@ -186,6 +192,13 @@ class InferenceResult:
             loss_history=loss_history,
             guide_params=guide_params,
         )
+
+
+def _family_of(method: str) -> str:
+    """The family of a method name written before results recorded it (``mcmc_nuts``)."""
+    if method.startswith("mcmc"):
+        return "mcmc"
+    return "vi" if method.startswith("svi") else "other"
 
 
 def _jsonable(value: Any) -> Any:

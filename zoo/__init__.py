@@ -8,7 +8,9 @@ Usage::
     model = zoo.get("eight_schools-eight_schools_noncentered")
 """
 
+from inference.methods.capabilities import ModelTraits
 from zoo.registry import ModelSpec, UnknownModelError, get, list_models, register, spec
 
-__all__ = ["ModelSpec", "UnknownModelError", "get", "list_models", "register", "spec"]
+__all__ = ["ModelSpec", "ModelTraits", "UnknownModelError", "get", "list_models", "register",
+           "spec"]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Usage::
 
     zoo list
+    zoo methods
     zoo data
     zoo fit eight_schools-eight_schools_noncentered --method nuts --chains 4 --seed 0 --out runs/es
     zoo fit conjugate_linear_regression --method svi --guide auto_mvn --steps 2000 --out runs/blr
@@ -19,12 +20,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-def _parse_config(pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_config(pairs: Sequence[str], flag: str = "--config") -> dict[str, Any]:
     """``key=value`` pairs; values are read as JSON when they parse, else kept as strings."""
     config: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"zoo: --config expects key=value, got {pair!r}")
+            raise SystemExit(f"zoo: {flag} expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
         try:
             config[key] = json.loads(raw)
@@ -44,6 +45,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from inference.methods import list_methods
+
+    specs = list_methods()
+    width = max([len("method")] + [len(m.name) for m in specs])
+    print(f"{'method':<{width}}  {'family':<6}  needs of the model")
+    for m in specs:
+        needs = ", ".join(sorted(m.needs)) or "-"
+        print(f"{m.name:<{width}}  {m.family:<6}  {needs}")
+        if args.verbose:
+            print(f"{'':<{width}}  {m.description}")
+            print(f"{'':<{width}}  settings: {', '.join(m.fields)}")
+    return 0
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     from zoo.data import describe
 
@@ -56,18 +72,46 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _driver_settings(args: argparse.Namespace) -> dict[str, Any]:
-    if args.method == "svi":
-        settings: dict[str, Any] = {"num_steps": args.steps, "lr": args.lr, "elbo": args.elbo,
-                                    "num_particles": args.num_particles}
-        if args.draws is not None:
-            settings["num_posterior_draws"] = args.draws
-        if args.batch_size:
-            settings["batch_size"] = args.batch_size
-        return settings
-    return {"num_chains": args.chains, "num_warmup": args.warmup,
-            "num_samples": 500 if args.draws is None else args.draws,
-            "jit_compile": args.jit, "chain_method": args.chain_method}
+#: ``zoo fit`` flags that set a method setting: flag dest -> (family, setting) pairs
+_FLAG_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "chains": (("mcmc", "num_chains"),),
+    "warmup": (("mcmc", "num_warmup"),),
+    "draws": (("mcmc", "num_samples"), ("vi", "num_posterior_draws")),
+    "chain_method": (("mcmc", "chain_method"),),
+    "jit": (("mcmc", "jit_compile"),),
+    "steps": (("vi", "num_steps"),),
+    "lr": (("vi", "lr"),),
+    "elbo": (("vi", "elbo"),),
+    "num_particles": (("vi", "num_particles"),),
+    "batch_size": (("vi", "batch_size"),),
+}
+
+
+def _method_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The method settings given on the command line: flags, then ``--set key=value`` pairs.
+
+    A flag that is not a setting of the chosen method is refused, naming the methods it
+    belongs to (``--steps`` with ``--method nuts``).
+    """
+    from inference import methods
+
+    entry = methods.get(args.method)
+    settings: dict[str, Any] = {}
+    for dest, targets in _FLAG_SETTINGS.items():
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        name = next((n for family, n in targets
+                     if family == entry.family and n in entry.fields), None)
+        if name is None:
+            owners = [m.name for m in methods.list_methods()
+                      if any(f == m.family and n in m.fields for f, n in targets)]
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(f"{flag} does not apply to method {args.method!r}; it is a setting "
+                             f"of {', '.join(owners)}")
+        settings[name] = value
+    settings.update(_parse_config(args.set, flag="--set"))
+    return settings
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -82,7 +126,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     result, model, dataset = fit(
         args.model, args.method, data=args.data, data_options=data_options,
         data_dir=args.data_dir, guide=args.guide, seed=args.seed,
-        config=_parse_config(args.config), **_driver_settings(args),
+        config=_parse_config(args.config), **_method_settings(args),
     )
     out = Path(args.out)
     result.save(out)
@@ -115,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("list", help="list the registered models, one per line, name first")
     p.set_defaults(func=_cmd_list)
 
+    p = verbs.add_parser("methods", help="list the inference methods: family and what each "
+                         "needs of a model")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also each method's description and settings")
+    p.set_defaults(func=_cmd_methods)
+
     p = verbs.add_parser("data", help="which data sets are present and where")
     p.add_argument("--data-dir", default=None, help="data directory (default: $ZOO_DATA, "
                    "../shared/data beside the checkout, then the user cache)")
@@ -123,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("fit", help="fit one model with one inference method and save the "
                          "posterior, summary and plots")
     p.add_argument("model", help="registered model name (see `zoo list`)")
-    p.add_argument("--method", required=True, choices=["nuts", "hmc", "rw", "svi"])
+    p.add_argument("--method", required=True,
+                   help="inference method (see `zoo methods`): nuts, hmc, rw, svi, ...")
     p.add_argument("--guide", default=None, help="svi guide: a model guide name or an autoguide "
                    "(auto_normal, auto_mvn, auto_lowrank_mvn, auto_laplace, auto_iaf, ...)")
     p.add_argument("--data", default=None, help="data set name (default: the model's own)")
@@ -131,18 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=int, default=None, help="split index (UCI sets)")
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
                    help="model configuration, e.g. --config latent_dim=2 activation=tanh")
-    p.add_argument("--chains", type=int, default=4, help="MCMC chains")
-    p.add_argument("--warmup", type=int, default=500, help="MCMC warm-up iterations per chain")
-    p.add_argument("--draws", type=int, default=None, help="draws per chain (default 500; svi: "
-                   "guide draws, default 1000, or none for amortised models)")
-    p.add_argument("--chain-method", default="sequential", choices=["sequential", "parallel"])
-    p.add_argument("--jit", action="store_true", help="JIT-compile the potential (MCMC)")
-    p.add_argument("--steps", type=int, default=2000, help="SVI steps")
-    p.add_argument("--lr", type=float, default=1e-2, help="SVI learning rate")
-    p.add_argument("--elbo", default="trace", help="SVI objective: trace, meanfield, "
-                   "tracegraph, iwae, renyi")
-    p.add_argument("--num-particles", type=int, default=1, help="ELBO particles")
-    p.add_argument("--batch-size", type=int, default=None, help="SVI mini-batch size")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="any method setting (`zoo methods -v` lists them), e.g. --set "
+                   "dense_mass=true target_accept_prob=0.9")
+    mcmc = p.add_argument_group("MCMC settings (default: the method's)")
+    mcmc.add_argument("--chains", type=int, default=None, help="chains (default 4)")
+    mcmc.add_argument("--warmup", type=int, default=None, help="warm-up iterations per chain "
+                      "(default 500)")
+    mcmc.add_argument("--draws", type=int, default=None, help="draws per chain (default 500); "
+                      "svi: guide draws (default 1000, or none for amortised models)")
+    mcmc.add_argument("--chain-method", default=None, help="sequential or parallel (processes)")
+    mcmc.add_argument("--jit", action="store_true", help="JIT-compile the potential")
+    vi = p.add_argument_group("SVI settings (default: the method's)")
+    vi.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1000)")
+    vi.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
+    vi.add_argument("--elbo", default=None, help="objective: trace, meanfield, tracegraph, iwae, "
+                    "renyi")
+    vi.add_argument("--num-particles", type=int, default=None, help="ELBO particles")
+    vi.add_argument("--batch-size", type=int, default=None, help="mini-batch size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_cmd_fit)

@@ -1,7 +1,7 @@
 """Fit a registered model with a named inference method: the glue the CLI and benchmarks share.
 
-This is the one place that joins a zoo model (which knows nothing of drivers) to a driver
-(which knows nothing of particular models).
+This is the one place that joins a zoo model (which knows nothing of inference) to a method
+of :mod:`inference.methods` (which knows nothing of particular models).
 
 Usage::
 
@@ -13,28 +13,34 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
+from inference import methods
 from inference.result import InferenceResult
 from zoo.data import load
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
 from zoo.registry import get, spec
 
-MCMC_METHODS = ("nuts", "hmc", "rw")
-SVI_METHODS = ("svi",)
-METHODS = MCMC_METHODS + SVI_METHODS
 
+def method_settings(method: str, zoo_model: ZooModel, settings: Mapping[str, Any],
+                    guide: str | None = None) -> methods.MethodSettings:
+    """Validated settings of ``method`` for ``zoo_model``: its defaults under the caller's.
 
-def resolve_guide(model: ZooModel, guide: str | None) -> str | Callable[..., Any]:
-    """The guide for SVI: a model-specific guide by name, else an autoguide name.
-
-    With no name, the model's own guide is used when it has one, else ``auto_normal``.
+    The model's :meth:`~zoo.models.base.ZooModel.driver_defaults` for the method's family come
+    first (keys the method does not take are dropped), then ``settings``; a ``guide`` is
+    refused by methods that take none.
     """
-    own = model.guides()
-    if guide is None:
-        return own.get("model", next(iter(own.values()), "auto_normal")) if own else "auto_normal"
-    return own.get(guide, guide)
+    entry = methods.get(method)
+    defaults = {k: v for k, v in zoo_model.driver_defaults(entry.family).items()
+                if k in entry.fields}
+    values = {**defaults, **dict(settings)}
+    if guide is not None:
+        if "guide" not in entry.fields:
+            raise methods.SettingsError(f"a guide applies to variational methods, not to "
+                                        f"{method!r} ({entry.family})")
+        values["guide"] = guide
+    return entry.settings_from(values)
 
 
 def fit(
@@ -53,51 +59,53 @@ def fit(
 
     ``model`` is a registered name (built with ``config``) or a model instance; ``data`` a data
     set name (default: the model's registered default), a loaded :class:`Dataset`, or ``None``.
-    ``driver_settings`` go to :func:`inference.mcmc.run_mcmc` or :func:`inference.svi.fit_svi`.
+    ``method`` is a name of :mod:`inference.methods` (``zoo methods`` lists them) and
+    ``driver_settings`` are its settings, checked before the data is loaded; a method that
+    needs something the model lacks (``nuts`` on a VAE's learned decoder) is refused in one
+    line naming the missing capability.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown inference method {method!r}; choose one of {list(METHODS)}")
+    entry = methods.get(method)
     if isinstance(model, str):
-        entry = spec(model)
-        if method not in entry.methods:
-            raise ValueError(
-                f"method {method!r} does not apply to model {entry.name!r}; "
-                f"it supports {list(entry.methods)}"
-            )
+        registered = spec(model)
+        traits, name = registered.traits, registered.name
+        if registered.only_methods is not None and method not in registered.only_methods:
+            raise ValueError(f"model {name!r} is registered for methods "
+                             f"{list(registered.only_methods)} only, not {method!r}")
+        entry.check_model(traits, name)
         zoo_model = get(model, **dict(config or {}))
-        data = entry.default_data if data is None else data
+        data = registered.default_data if data is None else data
     else:
         if config:
             raise ValueError("config applies only when the model is given by name")
         zoo_model = model
+        traits = _traits_of(zoo_model)
+        name = zoo_model.name or type(zoo_model).__name__
+    settings = method_settings(method, zoo_model, driver_settings, guide)
+    entry.check_model(traits, name, settings)
     if data is None:
         raise ValueError("no data set given and the model has no registered default")
     dataset = data if isinstance(data, Dataset) else load(
         data, data_dir=data_dir, **dict(data_options or {})
     )
-    model_kwargs = zoo_model.model_kwargs(dataset, "train")
-    driver_settings = {**zoo_model.driver_defaults(method), **driver_settings}
-
-    if method in MCMC_METHODS:
-        if guide is not None:
-            raise ValueError(f"--guide applies to svi, not to {method!r}")
-        from inference.mcmc import run_mcmc
-
-        result = run_mcmc(zoo_model.model, model_kwargs, kernel=method, seed=seed, **driver_settings)
-    else:
-        from inference.svi import fit_svi
-
-        result = fit_svi(
-            zoo_model.model, model_kwargs, guide=resolve_guide(zoo_model, guide), seed=seed,
-            **driver_settings,
-        )
-    settings = {
+    target = methods.Target(zoo_model.model, zoo_model.model_kwargs(dataset, "train"),
+                            guides=zoo_model.guides(), traits=traits, name=name)
+    result = entry.run(target, settings, seed=seed)
+    record = {
         **dict(result.settings),
-        "model": zoo_model.name or type(zoo_model).__name__,
+        "model": name,
         "method": method,
+        "family": entry.family,
         "guide": guide if guide is not None else result.settings.get("guide"),
         "data": dataset.name,
         "data_options": dict(data_options or {}),
         "config": dict(config or {}),
     }
-    return result.with_updates(settings=settings), zoo_model, dataset
+    return result.with_updates(settings=record), zoo_model, dataset
+
+
+def _traits_of(zoo_model: ZooModel) -> methods.ModelTraits:
+    """The registered traits of a model instance (default traits for an unregistered one)."""
+    try:
+        return spec(zoo_model.name).traits if zoo_model.name else methods.ModelTraits()
+    except KeyError:
+        return methods.ModelTraits()

@@ -67,8 +67,10 @@ class ZooModel:
         """Known posterior draws or moments for checking inference, when the model has them."""
         return None
 
-    def driver_defaults(self, method: str) -> dict[str, Any]:
-        """Driver settings this model needs unless the caller sets them (merged under theirs).
+    def driver_defaults(self, family: str) -> dict[str, Any]:
+        """Method settings this model needs, for methods of ``family`` (``"mcmc"``, ``"vi"``),
+        unless the caller sets them (merged under theirs; keys a method does not take are
+        dropped).
 
         Amortised models with one local latent per data point return
         ``{"num_posterior_draws": 0, "log_likelihood": False}``: draws of every local latent do

@@ -51,6 +51,7 @@ from pyro import poutine
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
 from zoo.models.bnn_layers import LogUniform, ScaleMixtureNormal, conv2d, linear
+from inference.methods.capabilities import ModelTraits
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -279,11 +280,11 @@ class BayesianNet(ZooModel):
         return {"x": x, "y": y}
 
     # ------------------------------------------------------------------ guides
-    def driver_defaults(self, method: str) -> dict[str, Any]:
+    def driver_defaults(self, family: str) -> dict[str, Any]:
         """Big nets (LeNets, wide MLPs) keep the fitted guide instead of stored weight draws:
         a thousand draws of LeNet-300-100's 266k weights, and their pointwise log-likelihood on
         60k images, would take gigabytes. :meth:`evaluate` then samples the guide in chunks."""
-        if method == "svi" and (self.architecture == "lenet5" or max(self.hidden) > 200):
+        if family == "vi" and (self.architecture == "lenet5" or max(self.hidden) > 200):
             return {"num_posterior_draws": 0, "log_likelihood": False}
         return {}
 
@@ -467,6 +468,10 @@ def iter_weight_draws(source: Any, guide_kwargs: Mapping[str, Any], num_draws: i
 
 
 # ---------------------------------------------------------------------- registrations
+#: nets trained on all of MNIST: mini-batches only, a full-data density per step is too dear
+_LARGE_NET = ModelTraits(minibatch=True, full_batch=False)
+
+
 def _named(net: BayesianNet, name: str) -> BayesianNet:
     net.name = name  # the registry sets ``name`` on classes only
     return net
@@ -474,7 +479,7 @@ def _named(net: BayesianNet, name: str) -> BayesianNet:
 
 @register("bnn", description="Bayesian MLP regression (Gaussian likelihood, Gamma noise "
           "precision; Bayes-by-Backprop, MC dropout, NUTS, autoguides)",
-          default_data="diabetes", methods=("svi", "nuts", "hmc"))
+          default_data="diabetes", traits=ModelTraits(minibatch=True))
 def _bnn(**config: Any) -> BayesianNet:
     config.setdefault("task", "regression")
     return _named(BayesianNet(**config), 'bnn')
@@ -482,7 +487,7 @@ def _bnn(**config: Any) -> BayesianNet:
 
 @register("bnn_classifier", description="Bayesian MLP classifier (Categorical likelihood; "
           "Bayes-by-Backprop, MC dropout, NUTS, autoguides)",
-          default_data="digits", methods=("svi", "nuts", "hmc"))
+          default_data="digits", traits=ModelTraits(minibatch=True))
 def _bnn_classifier(**config: Any) -> BayesianNet:
     config.setdefault("task", "classification")
     config.setdefault("hidden", (50,))
@@ -490,7 +495,8 @@ def _bnn_classifier(**config: Any) -> BayesianNet:
 
 
 @register("lenet300100", description="LeNet-300-100 with the log-uniform prior (variational "
-          "and sparse variational dropout)", default_data="mnist", methods=("svi",))
+          "and sparse variational dropout)", default_data="mnist",
+          traits=_LARGE_NET)
 def _lenet300100(**config: Any) -> BayesianNet:
     config.setdefault("task", "classification")
     config.setdefault("hidden", (300, 100))
@@ -499,7 +505,7 @@ def _lenet300100(**config: Any) -> BayesianNet:
 
 
 @register("lenet5", description="LeNet-5-Caffe with the log-uniform prior (sparse variational "
-          "dropout)", default_data="mnist", methods=("svi",))
+          "dropout)", default_data="mnist", traits=_LARGE_NET)
 def _lenet5(**config: Any) -> BayesianNet:
     config.setdefault("task", "classification")
     config.setdefault("architecture", "lenet5")

@@ -65,7 +65,6 @@ class _EightSchools(ReferenceModel):
     _CENTERED,
     description="Eight schools, centred: theta ~ Normal(mu, tau) (funnel geometry; posteriordb)",
     default_data=_CENTERED,
-    methods=("nuts", "hmc", "rw", "svi"),
 )
 class EightSchoolsCentered(_EightSchools):
     """Centred eight schools; NUTS usually reports divergences on its funnel."""
@@ -81,7 +80,6 @@ class EightSchoolsCentered(_EightSchools):
     _NONCENTERED,
     description="Eight schools, non-centred: theta = mu + tau * theta_trans (posteriordb)",
     default_data=_NONCENTERED,
-    methods=("nuts", "hmc", "rw", "svi"),
 )
 class EightSchoolsNoncentered(_EightSchools):
     """Non-centred eight schools; ``theta`` is a deterministic site."""

@@ -128,7 +128,6 @@ def nig_posterior(
     description="Bayesian linear regression with a conjugate Normal-Inverse-Gamma prior and "
     "exact posterior",
     default_data="diabetes",
-    methods=("nuts", "hmc", "rw", "svi"),
 )
 class ConjugateLinearRegression(ReferenceModel):
     """Linear regression whose exact posterior is known, for checking inference drivers.

@@ -43,9 +43,6 @@ from zoo.registry import register
 
 __all__ = ["ArK", "EarningsLogearnHeight", "KidiqKidscoreMomiq", "MesquiteLogvolume", "SblrcBlr"]
 
-_METHODS = ("nuts", "hmc", "rw", "svi")
-
-
 def gaussian_likelihood(
     x: torch.Tensor,
     y: torch.Tensor | None,
@@ -105,7 +102,6 @@ class _Regression(ReferenceModel):
     description="Kid's IQ score on mother's IQ: linear regression, flat beta, "
     "HalfCauchy(2.5) sigma (posteriordb)",
     default_data="kidiq-kidscore_momiq",
-    methods=_METHODS,
 )
 class KidiqKidscoreMomiq(_Regression):
     """``kid_score ~ Normal(beta[1] + beta[2] * mom_iq, sigma)``."""
@@ -122,7 +118,6 @@ class KidiqKidscoreMomiq(_Regression):
     "earnings-logearn_height",
     description="Log earnings on height: linear regression with flat priors (posteriordb)",
     default_data="earnings-logearn_height",
-    methods=_METHODS,
 )
 class EarningsLogearnHeight(_Regression):
     """``log(earn) ~ Normal(beta[1] + beta[2] * height, sigma)``."""
@@ -139,7 +134,6 @@ class EarningsLogearnHeight(_Regression):
     description="Log mesquite weight on log canopy volume: linear regression with flat priors "
     "(posteriordb)",
     default_data="mesquite-logmesquite_logvolume",
-    methods=_METHODS,
 )
 class MesquiteLogvolume(_Regression):
     """``log(weight) ~ Normal(beta[1] + beta[2] * log(diam1 * diam2 * canopy_height), sigma)``."""
@@ -155,7 +149,6 @@ class MesquiteLogvolume(_Regression):
     description="Bayesian linear regression, 5 strongly correlated coefficients, "
     "Normal(0, 10) beta, HalfNormal(10) sigma (posteriordb)",
     default_data="sblrc-blr",
-    methods=_METHODS,
 )
 class SblrcBlr(_Regression):
     """``y ~ Normal(X @ beta, sigma)`` without intercept."""
@@ -189,7 +182,6 @@ def lag_matrix(y: torch.Tensor, order: int) -> torch.Tensor:
     description="Autoregressive AR(K=5) model of a time series, conditional on the first K "
     "values (posteriordb)",
     default_data="arK-arK",
-    methods=_METHODS,
 )
 class ArK(_Regression):
     """``y[t] ~ Normal(alpha + sum_k beta[k] y[t-k], sigma)``, ``t = K+1..T``; ``x`` is the lag matrix."""

@@ -35,6 +35,7 @@ from torch import nn
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
 from zoo.models.networks import LazyInputDim
+from inference.methods.capabilities import ModelTraits
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ PPCA_GUIDES = ("encoder", "exact")
     description="Probabilistic PCA, the linear-Gaussian DLGM with closed-form log p(x) and "
     "posterior (exactness check for importance-sampled likelihoods)",
     default_data="digits",
-    methods=("svi",),
+    traits=ModelTraits(learned_parameters=True, local_latents=True, minibatch=True),
 )
 class PPCA(LazyInputDim, ZooModel, nn.Module):
     """PPCA with ``latent_dim`` factors; ``x_dim`` is inferred from the data when ``None``.
@@ -211,10 +212,10 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
     def guide(self) -> Callable[..., None]:  # type: ignore[override]
         return self.exact_guide if self.guide_name == "exact" else self.encoder_guide
 
-    def driver_defaults(self, method: str) -> dict[str, Any]:
+    def driver_defaults(self, family: str) -> dict[str, Any]:
         """No draws of the per-data-point latents by default: held-out figures come from
         :meth:`evaluate` (importance sampling), and MNIST-sized draws would not fit in memory."""
-        return {"num_posterior_draws": 0, "log_likelihood": False} if method == "svi" else {}
+        return {"num_posterior_draws": 0, "log_likelihood": False} if family == "vi" else {}
 
     def guides(self) -> Mapping[str, Callable[..., None]]:
         return {"model": self.guide, "encoder": self.encoder_guide, "exact": self.exact_guide}

@@ -53,6 +53,7 @@ from zoo.data.dataset import Dataset
 from zoo.models.amortized_flows import FLOW_KINDS, AmortizedFlow
 from zoo.models.base import ZooModel
 from zoo.models.networks import ACTIVATIONS, GaussianHead, LazyInputDim, mlp, out_dim
+from inference.methods.capabilities import ModelTraits
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def _per_layer(value: Any, layers: int, what: str) -> list[tuple[int, ...]]:
     description="Deep latent Gaussian model / VAE: MLP encoder and decoder, 1 or 2 stochastic "
     "layers, Bernoulli or Gaussian likelihood, diagonal or amortised planar/radial/IAF posterior",
     default_data="digits",
-    methods=("svi",),
+    traits=ModelTraits(learned_parameters=True, local_latents=True, minibatch=True),
 )
 class VAE(LazyInputDim, ZooModel, nn.Module):
     """A VAE / DLGM; configuration keywords (all optional):
@@ -347,10 +348,10 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
         """The configured guide (``guide=``/``flow=`` keyword)."""
         return self.guide_named(self.guide_name)
 
-    def driver_defaults(self, method: str) -> dict[str, Any]:
+    def driver_defaults(self, family: str) -> dict[str, Any]:
         """No draws of the per-data-point latents by default: held-out figures come from
         :meth:`evaluate` (importance sampling), and MNIST-sized draws would not fit in memory."""
-        return {"num_posterior_draws": 0, "log_likelihood": False} if method == "svi" else {}
+        return {"num_posterior_draws": 0, "log_likelihood": False} if family == "vi" else {}
 
     def guides(self) -> Mapping[str, Callable[..., None]]:
         """``model`` (the configured guide, the CLI's default) and every guide by name."""
@@ -433,7 +434,7 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
     description="Two-stochastic-layer DLGM (Burda et al. 2015: x <- h1 <- h2, latents 100 and 50, "
     "100-100 and 50-50 tanh MLPs) with the amortised guide q(h1|x) q(h2|h1)",
     default_data="digits",
-    methods=("svi",),
+    traits=ModelTraits(learned_parameters=True, local_latents=True, minibatch=True),
 )
 class DLGM2(VAE):
     """:class:`VAE` with two stochastic layers by default (same keywords)."""
