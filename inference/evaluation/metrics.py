@@ -1,0 +1,99 @@
+"""Every metric the zoo reports, named once: what it means, its unit and which way is better.
+
+The evaluation module, the benchmark cells, the report and the README use these names and no
+others (one name per metric). ``higher_is_better`` is ``None`` for figures that are not
+scores (counts, sizes, settings).
+
+Usage::
+
+    from inference.evaluation.metrics import METRICS, better
+    METRICS["test_ll"].unit          # 'nats per data point'
+    better("rmse", 2.5, 3.0)         # True: lower RMSE wins
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Metric", "METRICS", "better", "KHAT_RELIABLE"]
+
+#: PSIS k-hat above which an importance-sampled estimate is not trusted (Vehtari et al. 2024)
+KHAT_RELIABLE = 0.7
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported figure: a description, its unit and the direction of improvement."""
+
+    description: str
+    unit: str = ""
+    higher_is_better: bool | None = None
+
+
+METRICS: dict[str, Metric] = {
+    # held-out likelihoods (per data point)
+    "test_ll": Metric("held-out log-likelihood: importance-sampled log p(x) for models with "
+                      "local latents, log-mean-exp of p(y | x, draw) over posterior draws "
+                      "otherwise", "nats per data point", True),
+    "test_ll_se": Metric("standard error of test_ll across data points (absent when the "
+                         "estimate is unreliable)", "nats per data point"),
+    "test_ll_mc_se": Metric("Monte Carlo error of the importance-sampled test_ll",
+                            "nats per data point"),
+    "test_ll_khat": Metric("mean PSIS k-hat of the importance weights of test_ll; above 0.7 "
+                           "the estimate is unreliable", "", False),
+    "test_ll_khat_max": Metric("largest per-point PSIS k-hat of test_ll"),
+    "test_ll_unreliable_frac": Metric("share of data points whose k-hat exceeds 0.7", "", False),
+    "test_ll_reliable": Metric("1 when test_ll_khat <= 0.7, else 0"),
+    "test_ll_exact": Metric("exact held-out log p(x) where the model has a closed form",
+                            "nats per data point", True),
+    "test_elbo": Metric("held-out ELBO (mean log importance weight)", "nats per data point",
+                        True),
+    "gap": Metric("test_ll - test_elbo: what the guide loses to the bound", "nats per data "
+                  "point", False),
+    "eval_samples": Metric("importance samples per data point"),
+    "eval_points": Metric("held-out data points evaluated"),
+    "eval_draws": Metric("posterior draws used for predictive metrics"),
+    # predictive metrics
+    "rmse": Metric("root mean squared error of the predictive mean (original target scale)",
+                   "target units", False),
+    "accuracy": Metric("classification accuracy of the predictive", "", True),
+    "error": Metric("classification error of the predictive (1 - accuracy)", "", False),
+    "ece": Metric("expected calibration error, 15 equal-width bins", "", False),
+    "entropy": Metric("mean predictive entropy", "nats"),
+    "mutual_info": Metric("mean mutual information (epistemic part of the entropy)", "nats"),
+    "expected_entropy": Metric("mean expected entropy (aleatoric part)", "nats"),
+    "epistemic_var": Metric("mean variance of the predictive mean over draws", "target units^2"),
+    "aleatoric_var": Metric("mean observation-noise variance", "target units^2"),
+    "predictive_sd": Metric("mean predictive standard deviation", "target units"),
+    "median_error": Metric("classification error at the guide's median (pruned weights for "
+                           "sparse variational dropout)", "", False),
+    "sparsity": Metric("share of weights pruned (sparse variational dropout)", "", True),
+    "compression": Metric("weights before / weights after pruning", "x", True),
+    # training
+    "elbo": Metric("final training ELBO, mean of the last 5% of steps, per data point",
+                   "nats per data point", True),
+    "psis_khat": Metric("PSIS k-hat of the guide against the posterior (Yao et al. 2018)", "",
+                        False),
+    # MCMC
+    "min_ess_bulk": Metric("smallest bulk ESS over all parameters", "draws", True),
+    "min_ess_tail": Metric("smallest tail ESS over all parameters", "draws", True),
+    "ess_per_s": Metric("smallest bulk ESS per second of sampling", "draws / s", True),
+    "max_rhat": Metric("largest R-hat over all parameters", "", False),
+    "divergences": Metric("divergent post-warm-up transitions", "", False),
+    # reference posteriors
+    "ref_max_abs_z": Metric("largest |posterior mean - reference mean| / reference sd", "sd",
+                            False),
+    "ref_max_log_sd_ratio": Metric("largest |log(sd / reference sd)|", "", False),
+    # cost
+    "fit_time_s": Metric("seconds spent fitting", "s", False),
+    "wall_time_s": Metric("seconds for the whole cell", "s", False),
+    "cpu_time_s": Metric("CPU seconds of the cell's process", "s", False),
+}
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether value ``a`` of ``metric`` is better than ``b`` (``False`` for non-scores)."""
+    info = METRICS.get(metric)
+    if info is None or info.higher_is_better is None:
+        return False
+    return a > b if info.higher_is_better else a < b

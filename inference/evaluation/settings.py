@@ -1,0 +1,36 @@
+"""How a result is evaluated on held-out data: sample sizes, data caps and the seed.
+
+Usage::
+
+    from inference.evaluation.settings import EvalSettings
+    EvalSettings(is_samples=5000, max_points=200)
+    EvalSettings.from_mapping({"num_draws": 50})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inference.methods.settings import MethodSettings, integer
+
+__all__ = ["EvalSettings"]
+
+
+@dataclass(frozen=True)
+class EvalSettings(MethodSettings):
+    """Settings of held-out evaluation (checked like a method's settings).
+
+    ``is_samples``: importance samples per data point (models with local latents);
+    ``num_draws``: posterior draws for predictive metrics; ``max_points``: evaluate on the
+    first n held-out points only; ``particle_batch``/``data_batch``/``chunk_size`` bound
+    memory; ``seed`` fixes the evaluation's random numbers (the global RNG is left alone).
+    """
+
+    is_samples: int = integer(1000, minimum=1, help="importance samples per data point")
+    num_draws: int = integer(200, minimum=1, help="posterior draws for predictive metrics")
+    max_points: int | None = integer(None, minimum=1, optional=True,
+                                     help="evaluate on the first n held-out points only")
+    particle_batch: int = integer(500, minimum=1, help="importance samples drawn at once")
+    data_batch: int = integer(100, minimum=1, help="data points per importance batch")
+    chunk_size: int = integer(50, minimum=1, help="posterior draws evaluated at once")
+    seed: int = integer(0, minimum=0, help="seed of the evaluation's random numbers")

@@ -1,0 +1,86 @@
+"""Held-out evaluation of a fitted zoo model: the zoo's side of :mod:`inference.evaluation`.
+
+It gathers what the model declares (its traits, its held-out data binding
+:meth:`~zoo.models.base.ZooModel.evaluation_kwargs`, its evaluation defaults, a closed-form
+likelihood where it has one) and what the data set knows (a standardised target's scale), then
+lets :func:`inference.evaluation.evaluate` compute the metrics; a guide's own report (sparse
+variational dropout's compression) and the error at the guide's median are added. The CLI, the
+benchmark cells and :meth:`ZooModel.evaluate` all call :func:`evaluate_fit`.
+
+Usage::
+
+    from zoo.evaluation import evaluate_fit
+    result, model, dataset = fit("bnn", "svi", guide="bbb", num_steps=500)
+    evaluate_fit(model, dataset, result)              # {"test_ll": ..., "rmse": ...}
+    evaluate_fit(model, dataset, result, settings={"num_draws": 50, "max_points": 100})
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from inference.evaluation import EvalSettings, evaluate, first_points
+from inference.methods.capabilities import ModelTraits
+
+if TYPE_CHECKING:
+    from inference.result import InferenceResult
+    from zoo.data.dataset import Dataset
+    from zoo.models.base import ZooModel
+
+__all__ = ["evaluate_fit", "eval_settings", "target_affine"]
+
+
+def target_affine(dataset: "Dataset") -> tuple[float, float]:
+    """``(scale, shift)`` with ``y = z * scale + shift`` for a standardised target, else (1, 0)."""
+    scaler = dataset.info.get("y_scaler")
+    if scaler is None:
+        return 1.0, 0.0
+    back = np.asarray(scaler.inverse_transform(np.array([0.0, 1.0])), dtype=float).reshape(-1)
+    return float(back[1] - back[0]), float(back[0])
+
+
+def _traits(model: "ZooModel") -> ModelTraits:
+    from zoo.registry import spec
+
+    try:
+        return spec(model.name).traits if model.name else ModelTraits()
+    except KeyError:
+        return ModelTraits()
+
+
+def eval_settings(model: "ZooModel", overrides: Mapping[str, Any] | None = None
+                  ) -> EvalSettings:
+    """The model's evaluation defaults under ``overrides``, checked."""
+    return EvalSettings.from_mapping({**model.evaluation_defaults(), **dict(overrides or {})},
+                                     method="evaluation")
+
+
+def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult",
+                 split: str = "test", settings: Mapping[str, Any] | EvalSettings | None = None
+                 ) -> dict[str, float]:
+    """Held-out metrics of ``result`` on the ``split`` of ``dataset`` (names: ``zoo metrics``)."""
+    from inference.guide_protocol import ZooGuide, guide_report
+    from inference.evaluation.predictive import predictive_metrics
+
+    if split not in dataset.splits:
+        raise ValueError(f"data set {dataset.name!r} has no {split!r} split; it has "
+                         f"{sorted(dataset.splits)}")
+    if not isinstance(settings, EvalSettings):
+        settings = eval_settings(model, settings)
+    kwargs = model.evaluation_kwargs(dataset, split)
+    scale, shift = target_affine(dataset)
+    metrics = evaluate(model.model, kwargs, result, local_latents=_traits(model).local_latents,
+                       settings=settings, y_scale=scale, y_shift=shift)
+    exact = model.exact_log_likelihood_of(first_points(kwargs, settings.max_points))
+    if exact is not None:
+        metrics["test_ll_exact"] = float(np.mean(exact))
+    guide = (result.fitted or {}).get("guide")
+    metrics.update(guide_report(guide))
+    if isinstance(guide, ZooGuide) and not guide.amortised and "error" in metrics:
+        median = {k: v.detach().cpu().numpy()[None] for k, v in guide.median(**kwargs).items()}
+        at_median = predictive_metrics(model.model, median, first_points(kwargs,
+                                       settings.max_points), chunk_size=1)
+        metrics["median_error"] = at_median["error"]
+    return metrics
