@@ -179,6 +179,7 @@ class BayesByBackpropGuide(_WeightGuide):
         return self._gaussian_weight(spec, loc, F.softplus(rho))
 
     def weight_median(self, spec: "LayerSpec") -> torch.Tensor:
+        """Median of ``q(w) = N(mu, softplus(rho)^2)``: ``mu``."""
         return self._stored(spec.weight, "loc")
 
 
