@@ -34,6 +34,7 @@ import torch
 
 import zoo
 from zoo.data import load
+from zoo.models.bnn_guides import DropoutGuide
 
 PUBLISHED = {
     "bbb": {"error": 0.0136, "source": "Blundell et al. 2015, 2x400 scale mixture, 600 epochs"},
@@ -98,7 +99,7 @@ def run_one(name: str, ds: Any, *, minutes: float | None, epochs: float | None, 
         "published": PUBLISHED[name],
     }
     guide = res.fitted["guide"]
-    if hasattr(guide, "sparsity_report"):
+    if isinstance(guide, DropoutGuide):  # per-layer sparsity besides the whole net's report
         report = guide.sparsity_report()
         out["layers"] = report.assign(shape=report["shape"].astype(str)).to_dict("records")
     return out

@@ -82,6 +82,9 @@ class ZooModel:
         """Model-specific guides by name (``--guide NAME`` on the CLI).
 
         Autoguides (``auto_normal`` ...) are named by the SVI driver and need no entry here.
+        A model's own guides implement :class:`inference.guide_protocol.ZooGuide` and are listed
+        under their ``kind`` (the configured one also under ``"model"``), so that callers read
+        ``guide.kind``, ``guide.median(**kwargs)`` and ``guide.report()`` instead of probing.
         """
         return {"model": self.guide} if self.guide is not None else {}
 

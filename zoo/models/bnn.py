@@ -333,8 +333,12 @@ class BayesianNet(ZooModel):
         """Held-out metrics: regression ``test_ll``, ``rmse`` (original target scale when the
         data carry ``info["y_scaler"]``), mean epistemic/aleatoric variance; classification
         ``accuracy``, ``error``, ``nll``, ``test_ll``, ``ece`` (15 bins), mean predictive
-        entropy; for sparse VD also the pruned-network error and compression ratio."""
+        entropy; for the dropout guides (``vd``, ``sparse_vd``) also the pruned-network error, and
+        for any guide its report (:func:`inference.guide_protocol.guide_report`; the dropout
+        guides': sparsity, compression ratio)."""
+        from inference.guide_protocol import guide_report
         from inference.predictive_metrics import classification_metrics, regression_metrics
+        from zoo.models.bnn_guides import DropoutGuide
 
         source = posterior_source(result)
         kw = self.model_kwargs(dataset, split)
@@ -346,15 +350,13 @@ class BayesianNet(ZooModel):
                                       y_scale=scale, y_shift=shift)
         metrics = classification_metrics(pred["probs"], kw["y"])
         guide = result.fitted.get("guide") if result.fitted else None
-        if guide is not None and hasattr(guide, "sparsity_report"):
-            from zoo.models.bnn_guides import compression_summary
-
-            summary = compression_summary(guide.sparsity_report())
+        report = guide_report(guide)  # the dropout guides: sparsity and compression
+        if isinstance(guide, DropoutGuide):
             pruned = guide.pruned_means()
             with torch.no_grad():
                 logits = torch.cat([self.forward(pruned, xb) for xb in kw["x"].split(1000)], -2)
             metrics["pruned_error"] = float((logits.argmax(-1) != kw["y"]).double().mean())
-            metrics.update(summary)
+        metrics.update(report)
         return metrics
 
     def plot(self, dataset: Dataset, result: "InferenceResult", out_dir: Path) -> list[Path]:

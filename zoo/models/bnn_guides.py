@@ -22,8 +22,11 @@
   masks are auxiliary guide sites, so predictions drawn from the guide are MC dropout.
 
 All guides take the model's arguments ``(x, y=None, subsample_size=None)``; they need no
-subsampling themselves (every latent is global). They are plain callables storing their
-parameters in Pyro's param store under ``"<guide name>.<site>.<param>"``.
+subsampling themselves (every latent is global). They are callable objects storing their
+parameters in Pyro's param store under ``"<guide name>.<site>.<param>"``, and follow the zoo's
+guide protocol (:class:`inference.guide_protocol.ZooGuide`): ``kind`` is the name above,
+``amortised`` is false, ``median()`` gives every weight's, bias's and the precision's posterior
+median, and ``report()`` the dropout guides' sparsity and compression.
 
 Usage::
 
@@ -31,6 +34,8 @@ Usage::
     guide = net.guides()["sparse_vd"]
     res = fit_svi(net.model, net.model_kwargs(ds), guide=guide, elbo="meanfield", ...)
     guide.sparsity_report()          # per-layer sparsity, compression ratio
+    guide.report()                   # {"sparsity": ..., "compression": ...} of the whole net
+    guide.median()                   # {"w0": theta_0, "b0": ..., ...}
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
 
+from inference.guide_protocol import ZooGuide
 from zoo.models.bnn_layers import log_alpha_of, mark_local_reparam
 
 if TYPE_CHECKING:
@@ -58,10 +64,16 @@ def _inv_softplus(value: float) -> float:
     return math.log(math.expm1(value))
 
 
-class _WeightGuide:
+class _WeightGuide(ZooGuide):
     """Shared skeleton: one call samples every weight, bias and the noise precision."""
 
     name = ""
+    amortised = False
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        """The guide's name (``bbb``, ``vd``, ``sparse_vd``, ``mc_dropout``)."""
+        return self.name
 
     def __init__(self, net: "BayesianNet", prefix: str | None = None,
                  init_scale: float = 1e-3) -> None:
@@ -104,6 +116,47 @@ class _WeightGuide:
     def weight(self, spec: "LayerSpec") -> torch.Tensor:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ protocol: median
+    def _stored(self, site: str, what: str) -> torch.Tensor:
+        """A fitted parameter read from the param store (without creating or tracing it)."""
+        name = self._p(site, what)
+        store = pyro.get_param_store()
+        if name not in store:
+            raise RuntimeError(f"parameter {name!r} is not in the param store: run (fit) the "
+                               f"{self.kind!r} guide before asking for its median")
+        return store[name].detach().clone()
+
+    def median(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+               subsample_size: int | None = None, **_: Any) -> dict[str, torch.Tensor]:
+        """Posterior median of every weight, bias and (regression) the noise precision.
+
+        Read from the fitted parameters, shaped like the sites; ``x`` (optional) only gives the
+        input width, which otherwise is that of the guide's last call. No random numbers are
+        drawn and the param store is left as it is.
+        """
+        in_features = x.shape[-1] if x is not None else self._in_features
+        if in_features is None:
+            raise RuntimeError("the guide has not been run yet (call it once with the data)")
+        out: dict[str, torch.Tensor] = {}
+        for spec in self.net.layers(in_features):
+            out[spec.weight] = self.weight_median(spec)
+            out[spec.bias] = self.bias_median(spec)
+        if self.net.task == "regression":
+            out["precision"] = self.precision_median()
+        return out
+
+    def weight_median(self, spec: "LayerSpec") -> torch.Tensor:
+        """Median of ``q(w)`` for one weight tensor; the Gaussian guides' mean parameter."""
+        raise NotImplementedError
+
+    def bias_median(self, spec: "LayerSpec") -> torch.Tensor:
+        """Median of the mean-field Gaussian ``q(b)``: its mean."""
+        return self._stored(spec.bias, "loc")
+
+    def precision_median(self) -> torch.Tensor:
+        """Median of the log-normal ``q(precision)``: ``exp(loc)``."""
+        return self._stored("precision", "loc").exp()
+
     def _gaussian_weight(self, spec: "LayerSpec", loc: torch.Tensor,
                          scale: torch.Tensor) -> torch.Tensor:
         d = len(spec.weight_shape)
@@ -125,9 +178,17 @@ class BayesByBackpropGuide(_WeightGuide):
                          lambda: torch.full(spec.weight_shape, _inv_softplus(self.init_scale)))
         return self._gaussian_weight(spec, loc, F.softplus(rho))
 
+    def weight_median(self, spec: "LayerSpec") -> torch.Tensor:
+        """Median of ``q(w) = N(mu, softplus(rho)^2)``: ``mu``."""
+        return self._stored(spec.weight, "loc")
 
-class _DropoutGuide(_WeightGuide):
-    """Shared by the two variational-dropout guides: log alpha, pruning and its report."""
+
+class DropoutGuide(_WeightGuide):
+    """Shared by the two variational-dropout guides: log alpha, pruning and its report.
+
+    Usage: ``isinstance(guide, DropoutGuide)`` tells a caller that :meth:`sparsity_report` and
+    :meth:`pruned_means` are there.
+    """
 
     def log_alpha(self, spec: "LayerSpec") -> torch.Tensor:
         raise NotImplementedError
@@ -170,8 +231,21 @@ class _DropoutGuide(_WeightGuide):
                 out["precision"] = store[self._p("precision", "loc")].exp()
         return out
 
+    def weight_median(self, spec: "LayerSpec") -> torch.Tensor:
+        """Median of ``q(w) = N(theta, sigma^2)``: ``theta``, unpruned (:meth:`pruned_means`
+        zeroes the weights with ``log alpha > 3``)."""
+        return self._stored(spec.weight, "theta")
 
-class VariationalDropoutGuide(_DropoutGuide):
+    def report(self) -> dict[str, float]:
+        """``{"sparsity", "compression"}`` of the whole net: :func:`compression_summary` of
+        :meth:`sparsity_report` at the default threshold (``log alpha > 3`` pruned).
+
+        Usage: ``guide.report()["compression"]``.
+        """
+        return compression_summary(self.sparsity_report())
+
+
+class VariationalDropoutGuide(DropoutGuide):
     """Gaussian variational dropout, ``q(w) = N(theta, alpha theta^2)`` (guide name ``vd``)."""
 
     name = "vd"
@@ -201,7 +275,7 @@ class VariationalDropoutGuide(_DropoutGuide):
         return self._gaussian_weight(spec, theta, scale)
 
 
-class SparseVariationalDropoutGuide(_DropoutGuide):
+class SparseVariationalDropoutGuide(DropoutGuide):
     """Sparse VD with the additive reparameterisation (guide name ``sparse_vd``)."""
 
     name = "sparse_vd"
@@ -258,6 +332,20 @@ class MCDropoutGuide(_WeightGuide):
                            infer={"is_auxiliary": True})
         return pyro.sample(spec.weight, dist.Delta(mean * mask, event_dim=len(spec.weight_shape)))
 
+    def weight_median(self, spec: "LayerSpec") -> torch.Tensor:
+        """Median of ``M z``: the kept weights ``M`` when units are kept with probability at
+        least 1/2 (``dropout_rate <= 0.5``), else zeros."""
+        mean = self._stored(spec.weight, "loc")
+        return mean if self.net.dropout_rate <= 0.5 else torch.zeros_like(mean)
+
+    def bias_median(self, spec: "LayerSpec") -> torch.Tensor:
+        """The bias is a point mass at its parameter."""
+        return self._stored(spec.bias, "loc")
+
+    def precision_median(self) -> torch.Tensor:
+        """The precision is a point mass at its (positive) parameter."""
+        return self._stored("precision", "loc")
+
     def bias(self, spec: "LayerSpec") -> torch.Tensor:
         loc = pyro.param(self._p(spec.bias, "loc"), lambda: torch.zeros(spec.bias_shape))
         return pyro.sample(spec.bias, dist.Delta(loc, event_dim=1))
@@ -270,6 +358,6 @@ class MCDropoutGuide(_WeightGuide):
 
 
 def compression_summary(report: pd.DataFrame) -> dict[str, float]:
-    """``{"sparsity", "compression"}`` of the total row of :meth:`_DropoutGuide.sparsity_report`."""
+    """``{"sparsity", "compression"}`` of the total row of :meth:`DropoutGuide.sparsity_report`."""
     total = report.set_index("layer").loc["total"]
     return {"sparsity": float(total["sparsity"]), "compression": float(total["compression"])}

@@ -9,7 +9,8 @@ importance-sampled likelihoods (:mod:`inference.marginal_likelihood`) and for am
 encoders. Guides: ``encoder`` (an amortised *linear* Gaussian encoder ``N(A x + c, diag s^2)``,
 the same family a VAE encoder would learn here) and ``exact`` (the true posterior
 ``N(M^-1 W^T (x - b), sigma^2 M^-1)``, ``M = W^T W + sigma^2 I``; importance weights are then
-constant and ``log p(x)`` is recovered with zero variance).
+constant and ``log p(x)`` is recovered with zero variance). Both are :class:`PPCAGuide` objects,
+the zoo's guide protocol (:class:`inference.guide_protocol.ZooGuide`) with that ``kind``.
 
 Usage::
 
@@ -20,18 +21,20 @@ Usage::
     kw = m.model_kwargs(data)
     m.fit_closed_form(kw["x"])          # maximum-likelihood W, b, sigma (Tipping & Bishop)
     m.exact_log_likelihood(kw["x"])     # (N,) exact log p(x_i)
+    m.exact_guide.median(**kw)["z"]     # (N, 5) posterior means E[z_i | x_i]
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
+from inference.guide_protocol import ZooGuide
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
 from zoo.models.networks import LazyInputDim
@@ -84,6 +87,10 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
         self.init_seed = int(init_seed)
         self.eval_samples = int(eval_samples)
         self.x_dim: int | None = None
+        #: the amortised linear Gaussian encoder q(z | x) (guide kind ``encoder``)
+        self.encoder_guide = PPCAGuide(self, "encoder")
+        #: the exact posterior p(z | x) under the current parameters (guide kind ``exact``)
+        self.exact_guide = PPCAGuide(self, "exact")
         if x_dim is not None:
             self.build(int(x_dim))
 
@@ -168,7 +175,7 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
             return pyro.sample("x", dist.Normal(loc, scale).to_event(1),
                                obs=None if x is None else x[idx])
 
-    def encoder_guide(
+    def _encoder_guide(
         self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
     ) -> None:
         """Amortised linear Gaussian encoder ``q(z | x) = N(A x + c, diag exp(2 log_s))``."""
@@ -180,7 +187,7 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
             loc = x[idx] @ self.enc_A.T + self.enc_c
             pyro.sample("z", dist.Normal(loc, self.enc_log_s.exp().expand_as(loc)).to_event(1))
 
-    def exact_guide(
+    def _exact_guide(
         self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
     ) -> None:
         """The exact posterior ``p(z | x)`` under the current ``W, b, sigma`` (no parameters)."""
@@ -208,8 +215,19 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
             log_s = 0.5 * (s2 * m_inv).diagonal().log()
             self.enc_log_s.copy_(log_s + noise * torch.randn(log_s.shape, generator=g))
 
+    def _guide_median(self, kind: str, x: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """:meth:`PPCAGuide.median`: the mean of ``q(z | x)`` (Gaussian: median and mode)."""
+        if x is None:
+            raise ValueError(f"the median of the PPCA {kind} guide needs the data x")
+        self._check_x(x)
+        with torch.no_grad():
+            if kind == "exact":
+                return {"z": self.posterior(x).loc}
+            return {"z": x @ self.enc_A.T + self.enc_c}
+
     @property
-    def guide(self) -> Callable[..., None]:  # type: ignore[override]
+    def guide(self) -> "PPCAGuide":  # type: ignore[override]
+        """The configured guide (``guide=``): :attr:`encoder_guide` or :attr:`exact_guide`."""
         return self.exact_guide if self.guide_name == "exact" else self.encoder_guide
 
     def driver_defaults(self, family: str) -> dict[str, Any]:
@@ -217,7 +235,8 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
         :meth:`evaluate` (importance sampling), and MNIST-sized draws would not fit in memory."""
         return {"num_posterior_draws": 0, "log_likelihood": False} if family == "vi" else {}
 
-    def guides(self) -> Mapping[str, Callable[..., None]]:
+    def guides(self) -> Mapping[str, "PPCAGuide"]:
+        """``model`` (the configured guide), ``encoder`` and ``exact``."""
         return {"model": self.guide, "encoder": self.encoder_guide, "exact": self.exact_guide}
 
     def evaluate(
@@ -237,3 +256,49 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
                         f"{split}_ll_mc_se": est.mc_se, f"{split}_elbo": est.elbo_mean,
                         "gap": est.gap_mean, "khat_mean": est.khat_mean})
         return out
+
+
+class PPCAGuide(ZooGuide):
+    """One of PPCA's amortised guides ``q(z | x)``: ``encoder`` or ``exact``.
+
+    ``encoder`` is the linear Gaussian encoder ``N(A x + c, diag exp(2 log_s))`` (parameters
+    registered as ``ppca_encoder``); ``exact`` is the true posterior under the current ``W, b,
+    sigma`` (no parameters of its own). Each PPCA holds one of each, as ``m.encoder_guide`` and
+    ``m.exact_guide``; they take the model's arguments.
+
+    Usage::
+
+        m = zoo.get("ppca", latent_dim=2)
+        kw = m.model_kwargs(data)
+        pyro.poutine.trace(m.encoder_guide).get_trace(**kw)   # one draw of z per row
+        m.exact_guide.median(**kw)["z"]                       # E[z_i | x_i], shape (N, 2)
+    """
+
+    amortised = True
+
+    def __init__(self, ppca: PPCA, kind: str) -> None:
+        if kind not in PPCA_GUIDES:
+            raise ValueError(f"unknown PPCA guide {kind!r}; choose one of {PPCA_GUIDES}")
+        self.ppca = ppca
+        self.kind = kind
+        self.__name__ = f"{kind}_guide"
+        self.__qualname__ = f"PPCA.{kind}_guide"
+        self.__doc__ = (ppca._exact_guide if kind == "exact" else ppca._encoder_guide).__doc__
+
+    def __call__(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> None:
+        if self.kind == "exact":
+            self.ppca._exact_guide(x, subsample_size, num_data)
+        else:
+            self.ppca._encoder_guide(x, subsample_size, num_data)
+
+    def median(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> dict[str, torch.Tensor]:
+        """``{"z": (N, latent_dim)}``: the mean of ``q(z_i | x_i)`` for every row of ``x``.
+
+        Both guides are Gaussian, so this is each coordinate's median and the joint mode;
+        ``subsample_size`` is ignored and no random numbers are drawn.
+        """
+        return self.ppca._guide_median(self.kind, x)

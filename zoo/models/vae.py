@@ -11,7 +11,9 @@ with MLPs for every conditional. The guide is the amortised encoder
 ``q(z_1 | x) q(z_2 | z_1) ...``, each factor a diagonal Gaussian optionally pushed through
 ``num_flows`` amortised planar / radial / IAF transforms conditioned on the encoder's hidden
 state (:mod:`zoo.models.amortized_flows`). All guides are listed by :meth:`VAE.guides`
-(``encoder``, ``planar``, ``radial``, ``iaf``) so ``zoo fit vae --guide planar`` works.
+(``encoder``, ``planar``, ``radial``, ``iaf``) so ``zoo fit vae --guide planar`` works; each is
+a :class:`VAEGuide`, the zoo's guide protocol (:class:`inference.guide_protocol.ZooGuide`) with
+that ``kind``.
 
 Latent sites are ``z`` (one layer) or ``z1``, ``z2`` (two layers), inside the plate ``data``
 at ``dim=-1``; the observation site is ``x``. Both model and guide accept ``subsample_size``
@@ -40,15 +42,15 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
+from inference.guide_protocol import ZooGuide
 from zoo.data.dataset import Dataset
 from zoo.models.amortized_flows import FLOW_KINDS, AmortizedFlow
 from zoo.models.base import ZooModel
@@ -333,18 +335,33 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
                     q = stacks[layer].distribution(loc, scale, hidden)
                 h_in = pyro.sample(name, q)
 
-    def guide_named(self, kind: str) -> Callable[..., None]:
+    def _guide_median(self, kind: str, x: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """:meth:`VAEGuide.median`: every layer's base median pushed through its flows."""
+        if x is None:
+            raise ValueError("a VAE guide's median needs the data x")
+        self._check_x(x)
+        stacks = self._flow_stack(kind)
+        out: dict[str, torch.Tensor] = {}
+        h_in = x
+        with torch.no_grad():
+            for layer, name in enumerate(self.latent_names):
+                hidden = self.enc_nets[layer](h_in)
+                z, _ = self.enc_heads[layer](hidden)
+                if stacks is not None:
+                    for transform in stacks[layer].transforms(hidden):
+                        z = transform(z)
+                out[name] = z
+                h_in = z
+        return out
+
+    def guide_named(self, kind: str) -> "VAEGuide":
         """The guide called ``kind`` (``encoder``, ``planar``, ``radial``, ``iaf``)."""
         if kind not in GUIDE_NAMES:
             raise KeyError(f"unknown VAE guide {kind!r}; choose one of {GUIDE_NAMES}")
-        fn = functools.partial(self._guide, kind)
-        fn.__name__ = fn.__qualname__ = f"vae_guide_{kind}"  # type: ignore[attr-defined]
-        fn.__doc__ = f"The VAE's amortised {kind} guide q(z | x)."
-        fn.vae_guide_kind = kind  # type: ignore[attr-defined]
-        return fn
+        return VAEGuide(self, kind)
 
     @property
-    def guide(self) -> Callable[..., None]:  # type: ignore[override]
+    def guide(self) -> "VAEGuide":  # type: ignore[override]
         """The configured guide (``guide=``/``flow=`` keyword)."""
         return self.guide_named(self.guide_name)
 
@@ -353,7 +370,7 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
         :meth:`evaluate` (importance sampling), and MNIST-sized draws would not fit in memory."""
         return {"num_posterior_draws": 0, "log_likelihood": False} if family == "vi" else {}
 
-    def guides(self) -> Mapping[str, Callable[..., None]]:
+    def guides(self) -> Mapping[str, "VAEGuide"]:
         """``model`` (the configured guide, the CLI's default) and every guide by name."""
         return {"model": self.guide, **{kind: self.guide_named(kind) for kind in GUIDE_NAMES}}
 
@@ -369,18 +386,19 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
             x = dynamic_binarize(x, torch.Generator().manual_seed(self.eval_seed))
         return x
 
-    def fitted_guide(self, result: "InferenceResult | None") -> Callable[..., None]:
+    def fitted_guide(self, result: "InferenceResult | None") -> "VAEGuide":
         """The guide a fit used when it is one of this model's guides, else the configured one."""
         guide = None
         if result is not None:
             guide = result.fitted.get("trained_guide", result.fitted.get("guide"))
-        kind = getattr(guide, "vae_guide_kind", None)
-        if guide is not None and kind is None:
+        if guide is None:
+            return self.guide_named(self.guide_name)
+        if not isinstance(guide, VAEGuide):
             raise ValueError(
                 "VAE.evaluate needs one of the VAE's amortised guides "
                 f"({', '.join(GUIDE_NAMES)}); the fit used {guide!r}"
             )
-        return self.guide_named(kind or self.guide_name)
+        return self.guide_named(guide.kind)
 
     def importance_estimate(
         self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
@@ -447,6 +465,55 @@ class DLGM2(VAE):
         **config: Any,
     ):
         super().__init__(latent_dim=latent_dim, hidden=hidden, **config)
+
+
+class VAEGuide(ZooGuide):
+    """One of a VAE's amortised guides q(z | x): ``encoder`` (diagonal Gaussian per layer) or
+    the same pushed through ``num_flows`` amortised ``planar`` / ``radial`` / ``iaf`` flows.
+
+    Called like the model (``x``, ``subsample_size``, ``num_data``); its parameters are the
+    VAE's modules, registered as ``vae_encoder`` and ``vae_flow_<kind>``. Build it with
+    :meth:`VAE.guide_named` (or read ``vae.guide`` / ``vae.guides()``).
+
+    Usage::
+
+        guide = vae.guide_named("planar")
+        pyro.poutine.trace(guide).get_trace(x=x)     # one draw of every local latent
+        guide.median(x=x)["z"]                       # (N, latent_dim), no random numbers used
+    """
+
+    amortised = True
+
+    def __init__(self, vae: VAE, kind: str) -> None:
+        self.vae = vae
+        self.kind = kind
+        self.__name__ = self.__qualname__ = f"vae_guide_{kind}"
+        self.__doc__ = f"The VAE's amortised {kind} guide q(z | x)."
+
+    @property
+    def vae_guide_kind(self) -> str:
+        """Former name of :attr:`kind`, kept for existing callers; read ``kind`` instead."""
+        return self.kind
+
+    def __call__(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> None:
+        self.vae._guide(self.kind, x, subsample_size, num_data)
+
+    def median(
+        self, x: torch.Tensor | None = None, subsample_size: int | None = None, num_data: int = 1
+    ) -> dict[str, torch.Tensor]:
+        """Per-point point estimates of the local latents for every row of ``x`` (detached).
+
+        ``x`` is fed to the encoder as given: no dynamic binarisation, so no random numbers are
+        drawn (pass binarised data, e.g. :meth:`VAE.evaluation_x`, to match what the encoder
+        was trained on); ``subsample_size`` is ignored. For the ``encoder`` guide the bottom
+        latent's value is the exact median (and mode) of ``q(z_1 | x)``, the encoder's mean; a
+        second layer gets the median of ``q(z_2 | z_1)`` at that value. For flow guides each
+        layer's base median is pushed through the flows: the image of the median, a point
+        estimate but not in general the median of the flow distribution.
+        """
+        return self.vae._guide_median(self.kind, x)
 
 
 class _LearnedScale(nn.Module):
