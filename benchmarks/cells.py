@@ -181,7 +181,8 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
         stage = "diagnostics"
         with warnings_module.catch_warnings():  # ArviZ's small-sample notes; the row has ESS
             warnings_module.simplefilter("ignore", RuntimeWarning)
-            row.update(inference_metrics(result, result.family == "mcmc"))
+            row["num_train"] = _num_train(dataset)
+            row.update(inference_metrics(result, result.family == "mcmc", row["num_train"]))
         if cell.psis_khat and result.family == "vi":
             stage = "psis_khat"
             row["psis_khat"] = _psis_khat(result, model, dataset)
@@ -189,7 +190,9 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
         row.update(reference_agreement(model, dataset, result))
         stage = "evaluate"
         if cell.eval_split in dataset.splits:
-            metrics = _scalars(model.evaluate(dataset, result, split=cell.eval_split))
+            # ZooModel.evaluate is zoo.evaluation.evaluate_fit: metrics by what the model is
+            metrics = _scalars(model.evaluate(dataset, result, cell.eval_split,
+                                              dict(cell.evaluation)))
             # a metric named like a bookkeeping column (a classifier's "error" rate) is
             # renamed after the split ("test_error") rather than overwrite it
             row.update({(f"{cell.eval_split}_{k}" if k in ID_COLUMNS else k): v
@@ -217,8 +220,17 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
     return row
 
 
-def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
+def _num_train(dataset: Any) -> int | None:
+    """Number of training points (the leading size of the training split's arrays)."""
+    sizes = [len(v) for v in dataset.split("train").values() if hasattr(v, "__len__")]
+    return max(sizes) if sizes else None
+
+
+def inference_metrics(result: Any, mcmc: bool, num_train: int | None = None) -> dict[str, Any]:
     """Headline scalars of a result: the final ELBO for SVI; ESS, R-hat, divergences for MCMC.
+
+    The ELBO is per training point when ``num_train`` is known (the loss is a whole-data-set
+    sum), so it reads in the same units as ``test_ll``.
 
     The MCMC numbers come from :func:`inference.diagnostics.summarize` (``az.summary``): the
     worst variable's bulk and tail ESS, bulk ESS per second of sampling and R-hat.
@@ -227,7 +239,7 @@ def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
     if result.loss_history is not None and len(result.loss_history):
         losses = np.asarray(result.loss_history, dtype=float)
         tail = max(1, min(100, len(losses) // 20))  # average the last 5% to damp SGD noise
-        metrics["elbo"] = float(-np.mean(losses[-tail:]))
+        metrics["elbo"] = float(-np.mean(losses[-tail:])) / (num_train or 1)
     if mcmc:
         from inference.diagnostics import summarize
 

@@ -54,7 +54,9 @@ Keys of ``[[cell]]``: ``model`` (required), ``data`` (default: the model's defau
 ``data_options`` (loader keywords), ``split`` (grid key, passed to the loader as
 ``data_options["split"]``), ``method`` (required), ``seed`` (default 0), ``config`` (model
 configuration keywords), ``settings`` (driver-setting overrides), ``guide`` (overrides the
-method's guide), ``eval_split`` (split given to ``model.evaluate``, default ``"test"``),
+method's guide), ``eval_split`` (the held-out split evaluated, default ``"test"``), ``evaluation`` (evaluation
+settings, :class:`inference.evaluation.EvalSettings`: ``is_samples``, ``num_draws``,
+``max_points`` ...),
 ``psis_khat`` (compute the PSIS k-hat of an SVI guide, default false), ``plots`` (write the
 standard plots, default true), ``label`` (the method label in tables; default the method name).
 """
@@ -76,7 +78,8 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 GRID_KEYS = ("model", "data", "split", "method", "seed")
 CELL_KEYS = frozenset(
     GRID_KEYS
-    + ("data_options", "config", "settings", "guide", "eval_split", "psis_khat", "plots", "label")
+    + ("data_options", "config", "settings", "guide", "eval_split", "evaluation", "psis_khat",
+       "plots", "label")
 )
 PUBLISHED_KEYS = frozenset(("model", "data", "method", "metric", "value", "source", "note"))
 TOP_KEYS = frozenset(
@@ -103,6 +106,7 @@ class Cell:
     config: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     eval_split: str = "test"
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
     psis_khat: bool = False
     plots: bool = True
     index: int = 0  # position in the suite, for stable ordering of the table
@@ -122,6 +126,7 @@ class Cell:
             "config": dict(self.config),
             "settings": dict(self.settings),
             "eval_split": self.eval_split,
+            **({"evaluation": dict(self.evaluation)} if self.evaluation else {}),
             "psis_khat": self.psis_khat,
         }
 
@@ -225,7 +230,7 @@ def parse_suite(
     cells: list[Cell] = []
     for number, entry in enumerate(entries):
         merged = {**defaults, **entry}
-        for key in ("settings", "config", "data_options"):  # tables merge key by key
+        for key in ("settings", "config", "data_options", "evaluation"):  # tables merge by key
             if isinstance(defaults.get(key), Mapping) and isinstance(entry.get(key), Mapping):
                 merged[key] = {**defaults[key], **entry[key]}
         cells.extend(_expand_entry(name, number, merged, methods, start=len(cells)))
@@ -294,7 +299,7 @@ def _expand_entry(
     for required in ("model", "method"):
         if required not in entry:
             raise SuiteError(f"{where}: missing required key {required!r}")
-    for key in ("settings", "config", "data_options"):
+    for key in ("settings", "config", "data_options", "evaluation"):
         if not isinstance(entry.get(key, {}), Mapping):
             raise SuiteError(f"{where}: {key!r} must be a table")
     grid = {key: _as_list(entry.get(key)) for key in GRID_KEYS}
@@ -339,6 +344,7 @@ def _expand_entry(
                 config=dict(entry.get("config", {})),
                 settings={**spec, **entry.get("settings", {})},
                 eval_split=str(entry.get("eval_split", "test")),
+                evaluation=dict(entry.get("evaluation", {})),
                 psis_khat=bool(entry.get("psis_khat", False)),
                 plots=bool(entry.get("plots", True)),
                 index=start + len(cells),
@@ -378,6 +384,7 @@ def validate_suite(suite: Suite) -> None:
 
     import zoo
     from inference import methods
+    from inference.evaluation import EvalSettings
     from zoo.registry import UnknownModelError
 
     for module in suite.imports:
@@ -403,6 +410,7 @@ def validate_suite(suite: Suite) -> None:
             values["guide"] = cell.guide
         try:
             settings = entry.settings_from(values)
+            EvalSettings.from_mapping(cell.evaluation, method="evaluation")
             if spec.only_methods is not None and cell.method not in spec.only_methods:
                 raise ValueError(f"model {cell.model!r} is registered for methods "
                                  f"{list(spec.only_methods)} only")

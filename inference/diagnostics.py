@@ -61,19 +61,42 @@ def _check_log_likelihood(result: "InferenceResult") -> None:
                          "log_likelihood=True (and observations in model_kwargs)")
 
 
-def loo(result: "InferenceResult", var_name: str | None = None, pointwise: bool = True) -> Any:
-    """PSIS-LOO (``az.loo``) from the result's pointwise log-likelihood."""
+def _check_posterior_draws(result: "InferenceResult", what: str) -> None:
+    """Refuse LOO/WAIC on draws that are not from the posterior (variational draws)."""
+    if result.family != "mcmc":
+        raise ValueError(
+            f"{what} needs draws from the posterior, but these {result.method} draws come from "
+            "the variational approximation q: importance ratios p(y_i | theta) computed on them "
+            "estimate the leave-one-out predictive of q, not of the posterior, and their PSIS "
+            "k-hat does not diagnose q's error. Use MCMC draws, or pass "
+            "variational=True to accept the approximation knowingly (Magnusson et al. 2019 "
+            "correct the weights by p/q first)")
+
+
+def loo(result: "InferenceResult", var_name: str | None = None, pointwise: bool = True,
+        variational: bool = False) -> Any:
+    """PSIS-LOO (``az.loo``) from the result's pointwise log-likelihood.
+
+    Refused for variational draws unless ``variational=True`` (see
+    :func:`_check_posterior_draws`).
+    """
     import arviz as az
 
     _check_log_likelihood(result)
+    if not variational:
+        _check_posterior_draws(result, "PSIS-LOO")
     return az.loo(result.to_inference_data(), var_name=var_name, pointwise=pointwise)
 
 
-def waic(result: "InferenceResult", var_name: str | None = None, pointwise: bool = True) -> Any:
-    """WAIC (``az.waic``) from the result's pointwise log-likelihood."""
+def waic(result: "InferenceResult", var_name: str | None = None, pointwise: bool = True,
+         variational: bool = False) -> Any:
+    """WAIC (``az.waic``) from the result's pointwise log-likelihood (refused for variational
+    draws unless ``variational=True``)."""
     import arviz as az
 
     _check_log_likelihood(result)
+    if not variational:
+        _check_posterior_draws(result, "WAIC")
     return az.waic(result.to_inference_data(), var_name=var_name, pointwise=pointwise)
 
 

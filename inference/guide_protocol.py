@@ -14,6 +14,8 @@ the Bayesian nets' Bayes-by-Backprop, dropout and MC-dropout families) share :cl
 * ``median(**model_kwargs)`` -- a point summary of the posterior as ``{site: tensor}``: the
   global latents' medians, or for amortised guides the per-point medians of the local latents
   for the data in ``model_kwargs`` (each guide's docstring says exactly what it returns);
+* ``point_estimate(**model_kwargs)`` -- the latent values used for point predictions (the
+  median, or the pruned means of variational dropout);
 * ``report()`` -- numbers the guide can report about itself (the dropout guides' sparsity and
   compression), ``{}`` when it has none.
 
@@ -80,6 +82,14 @@ class ZooGuide:
         Usage: ``guide.median(x=x)["z"]``.
         """
         raise NotImplementedError(f"the {self.kind!r} guide has no median")
+
+    def point_estimate(self, *args: Any, **model_kwargs: Any) -> dict[str, torch.Tensor]:
+        """The single set of latent values used for point predictions: :meth:`median` unless
+        the method prescribes another (variational dropout: the pruned means).
+
+        Usage: ``guide.point_estimate(**kwargs)["w0"]``.
+        """
+        return self.median(*args, **model_kwargs)
 
     def report(self) -> dict[str, float]:
         """What the guide reports about itself (e.g. ``{"sparsity", "compression"}``); ``{}``.

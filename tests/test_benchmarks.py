@@ -330,7 +330,7 @@ def test_cell_row_keeps_bookkeeping_columns_and_reads_the_final_elbo(tmp_path, m
     from zoo.data.dataset import Dataset
 
     class Stub:
-        def evaluate(self, dataset, result, split="test"):
+        def evaluate(self, dataset, result, split="test", settings=None):
             return {"error": 0.25, "accuracy": 0.75}
 
         def reference_posterior(self, dataset):

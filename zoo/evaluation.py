@@ -57,10 +57,15 @@ def eval_settings(model: "ZooModel", overrides: Mapping[str, Any] | None = None
                                      method="evaluation")
 
 
-def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult",
+def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult | None",
                  split: str = "test", settings: Mapping[str, Any] | EvalSettings | None = None
                  ) -> dict[str, float]:
-    """Held-out metrics of ``result`` on the ``split`` of ``dataset`` (names: ``zoo metrics``)."""
+    """Held-out metrics of ``result`` on the ``split`` of ``dataset``.
+
+    Names and meanings: :data:`inference.evaluation.metrics.METRICS`. With ``result=None``
+    the model is evaluated with its own configured guide as it stands (e.g. PPCA set to its
+    closed-form optimum).
+    """
     from inference.guide_protocol import ZooGuide, guide_report
     from inference.evaluation.predictive import predictive_metrics
 
@@ -71,16 +76,18 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
         settings = eval_settings(model, settings)
     kwargs = model.evaluation_kwargs(dataset, split)
     scale, shift = target_affine(dataset)
+    own_guide = model.guides().get("model") if result is None else None
     metrics = evaluate(model.model, kwargs, result, local_latents=_traits(model).local_latents,
-                       settings=settings, y_scale=scale, y_shift=shift)
+                       settings=settings, guide=own_guide, y_scale=scale, y_shift=shift)
     exact = model.exact_log_likelihood_of(first_points(kwargs, settings.max_points))
     if exact is not None:
         metrics["test_ll_exact"] = float(np.mean(exact))
-    guide = (result.fitted or {}).get("guide")
+    guide = own_guide or (result.fitted or {}).get("guide")
     metrics.update(guide_report(guide))
-    if isinstance(guide, ZooGuide) and not guide.amortised and "error" in metrics:
-        median = {k: v.detach().cpu().numpy()[None] for k, v in guide.median(**kwargs).items()}
-        at_median = predictive_metrics(model.model, median, first_points(kwargs,
-                                       settings.max_points), chunk_size=1)
-        metrics["median_error"] = at_median["error"]
+    if isinstance(guide, ZooGuide) and not guide.amortised and "test_error" in metrics:
+        point = {k: v.detach().cpu().numpy()[None]
+                 for k, v in guide.point_estimate(**kwargs).items()}
+        at_point = predictive_metrics(model.model, point, first_points(kwargs,
+                                      settings.max_points), chunk_size=1)
+        metrics["point_error"] = at_point["test_error"]
     return metrics

@@ -52,12 +52,12 @@ def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, 
     importance-sampled ``log p(x)`` and ``guide`` (default: the result's fitted guide) must be
     amortised. ``y_scale``/``y_shift`` map a standardised target back to its original scale.
     """
-    from inference.guide_protocol import is_amortised
-    from inference.sites import latent_sites, quiet_trace
+    from inference.guide_protocol import ZooGuide
+    from inference.sites import model_trace, site_kinds
 
     settings = settings or EvalSettings()
     kwargs = first_points(kwargs, settings.max_points)
-    fitted = result.fitted or {}
+    fitted = (result.fitted if result is not None else None) or {}
     if local_latents:
         from inference.evaluation.importance import heldout_importance
 
@@ -65,7 +65,7 @@ def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, 
         if guide is None:
             raise ValueError("held-out importance sampling needs the fitted guide; load the "
                              "run with zoo.reload.load_run to rebuild it")
-        if not is_amortised(guide):
+        if not (isinstance(guide, ZooGuide) and guide.amortised):
             raise ValueError("held-out log p(x) of a model with local latents needs an "
                              f"amortised guide (an encoder); the fit used {guide!r}")
         return heldout_importance(model, guide, kwargs, is_samples=settings.is_samples,
@@ -74,7 +74,7 @@ def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, 
     from inference.evaluation.draws import posterior_draws
     from inference.evaluation.predictive import predictive_metrics
 
-    sites = list(latent_sites(quiet_trace(model, kwargs)))
+    sites = list(site_kinds(model_trace(model, kwargs)).latent)
     draws = posterior_draws(result, sites, num_draws=settings.num_draws, seed=settings.seed,
                             guide=guide, guide_kwargs=kwargs, chunk_size=settings.chunk_size)
     return predictive_metrics(model, draws, kwargs, y_scale=y_scale, y_shift=y_shift,

@@ -57,7 +57,7 @@ METRICS: dict[str, Metric] = {
     "rmse": Metric("root mean squared error of the predictive mean (original target scale)",
                    "target units", False),
     "accuracy": Metric("classification accuracy of the predictive", "", True),
-    "error": Metric("classification error of the predictive (1 - accuracy)", "", False),
+    "test_error": Metric("classification error of the predictive (1 - accuracy)", "", False),
     "ece": Metric("expected calibration error, 15 equal-width bins", "", False),
     "entropy": Metric("mean predictive entropy", "nats"),
     "mutual_info": Metric("mean mutual information (epistemic part of the entropy)", "nats"),
@@ -65,8 +65,8 @@ METRICS: dict[str, Metric] = {
     "epistemic_var": Metric("mean variance of the predictive mean over draws", "target units^2"),
     "aleatoric_var": Metric("mean observation-noise variance", "target units^2"),
     "predictive_sd": Metric("mean predictive standard deviation", "target units"),
-    "median_error": Metric("classification error at the guide's median (pruned weights for "
-                           "sparse variational dropout)", "", False),
+    "point_error": Metric("classification error at the guide's point estimate (its median; "
+                          "the pruned means for variational dropout)", "", False),
     "sparsity": Metric("share of weights pruned (sparse variational dropout)", "", True),
     "compression": Metric("weights before / weights after pruning", "x", True),
     # training

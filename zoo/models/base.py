@@ -88,14 +88,38 @@ class ZooModel:
         """
         return {"model": self.guide} if self.guide is not None else {}
 
-    def evaluate(
-        self, dataset: Dataset, result: "InferenceResult", split: str = "test"
-    ) -> dict[str, float]:
-        """Model-specific held-out metrics (test log-likelihood, RMSE, accuracy, ECE ...).
+    # ------------------------------------------------------------- what evaluation needs
+    def evaluation_kwargs(self, dataset: Dataset, split: str = "test") -> dict[str, Any]:
+        """Keyword arguments of :meth:`model` for held-out evaluation (observations included).
 
-        The CLI and the benchmark runner add these to their tables; the default has none.
+        Default: :meth:`model_kwargs`; a model whose training data are randomised (dynamic
+        binarisation) fixes them here so that every evaluation sees the same data.
         """
+        return self.model_kwargs(dataset, split)
+
+    def evaluation_defaults(self) -> dict[str, Any]:
+        """Evaluation settings this model asks for (keys of
+        :class:`inference.evaluation.EvalSettings`), under the caller's; default none."""
         return {}
+
+    def exact_log_likelihood_of(self, kwargs: Mapping[str, Any]) -> Any | None:
+        """Exact per-point ``log p(x_i)`` of held-out data where the model has a closed form
+        (PPCA), else ``None``; reported beside the importance-sampled estimate."""
+        return None
+
+    def evaluate(
+        self, dataset: Dataset, result: "InferenceResult", split: str = "test",
+        settings: Mapping[str, Any] | None = None,
+    ) -> dict[str, float]:
+        """Held-out metrics of a fit: :func:`zoo.evaluation.evaluate_fit` (a convenience).
+
+        The metrics are chosen by what the model is (local latents: importance-sampled
+        ``test_ll`` with its k-hat; otherwise predictive metrics from posterior draws), not
+        by the model's own code.
+        """
+        from zoo.evaluation import evaluate_fit
+
+        return evaluate_fit(self, dataset, result, split, settings)
 
     def plot(self, dataset: Dataset, result: "InferenceResult", out_dir: Path) -> list[Path]:
         """Model-specific figures written under ``out_dir`` (e.g. VAE samples); default none."""

@@ -328,37 +328,6 @@ class BayesianNet(ZooModel):
                     outs.append({"probs": probs})
         return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
-    def evaluate(self, dataset: Dataset, result: "InferenceResult", split: str = "test",
-                 *, num_draws: int = 200, chunk_size: int = 50) -> dict[str, float]:
-        """Held-out metrics: regression ``test_ll``, ``rmse`` (original target scale when the
-        data carry ``info["y_scaler"]``), mean epistemic/aleatoric variance; classification
-        ``accuracy``, ``error``, ``nll``, ``test_ll``, ``ece`` (15 bins), mean predictive
-        entropy; for the dropout guides (``vd``, ``sparse_vd``) also the pruned-network error, and
-        for any guide its report (:func:`inference.guide_protocol.guide_report`; the dropout
-        guides': sparsity, compression ratio)."""
-        from inference.guide_protocol import guide_report
-        from inference.predictive_metrics import classification_metrics, regression_metrics
-        from zoo.models.bnn_guides import DropoutGuide
-
-        source = posterior_source(result)
-        kw = self.model_kwargs(dataset, split)
-        pred = self.predict(source, kw["x"], num_draws=num_draws, chunk_size=chunk_size)
-        if self.task == "regression":
-            scaler = dataset.info.get("y_scaler")
-            scale, shift = _affine_of(scaler)
-            return regression_metrics(pred["mean"], pred["noise_var"], kw["y"],
-                                      y_scale=scale, y_shift=shift)
-        metrics = classification_metrics(pred["probs"], kw["y"])
-        guide = result.fitted.get("guide") if result.fitted else None
-        report = guide_report(guide)  # the dropout guides: sparsity and compression
-        if isinstance(guide, DropoutGuide):
-            pruned = guide.pruned_means()
-            with torch.no_grad():
-                logits = torch.cat([self.forward(pruned, xb) for xb in kw["x"].split(1000)], -2)
-            metrics["pruned_error"] = float((logits.argmax(-1) != kw["y"]).double().mean())
-        metrics.update(report)
-        return metrics
-
     def plot(self, dataset: Dataset, result: "InferenceResult", out_dir: Path) -> list[Path]:
         """Classification: reliability diagram and in- vs out-of-distribution entropy histograms;
         regression: predictive mean and +-2 sd bands against the test targets."""
@@ -402,16 +371,6 @@ def ood_inputs(x: torch.Tensor, image_shape: Sequence[int] | None = None,
         if h == w:
             out["rotated"] = torch.rot90(x.reshape(-1, h, w), 1, (-2, -1)).reshape(x.shape)
     return out
-
-
-def _affine_of(scaler: Any) -> tuple[float, float]:
-    """``(scale, shift)`` of a 1-D target standardiser (``y = z * scale + shift``)."""
-    if scaler is None:
-        return 1.0, 0.0
-    z = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    back = scaler.inverse_transform(z)
-    back = torch.as_tensor(np.asarray(back, dtype=np.float64)).reshape(-1)
-    return float(back[1] - back[0]), float(back[0])
 
 
 def posterior_source(result: "InferenceResult") -> Any:

@@ -236,6 +236,10 @@ class DropoutGuide(_WeightGuide):
         zeroes the weights with ``log alpha > 3``)."""
         return self._stored(spec.weight, "theta")
 
+    def point_estimate(self, *args: Any, **model_kwargs: Any) -> dict[str, torch.Tensor]:
+        """The test-time network of variational dropout: :meth:`pruned_means`."""
+        return self.pruned_means()
+
     def report(self) -> dict[str, float]:
         """``{"sparsity", "compression"}`` of the whole net: :func:`compression_summary` of
         :meth:`sparsity_report` at the default threshold (``log alpha > 3`` pruned).

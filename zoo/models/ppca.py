@@ -239,23 +239,13 @@ class PPCA(LazyInputDim, ZooModel, nn.Module):
         """``model`` (the configured guide), ``encoder`` and ``exact``."""
         return {"model": self.guide, "encoder": self.encoder_guide, "exact": self.exact_guide}
 
-    def evaluate(
-        self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
-    ) -> dict[str, float]:
-        """Exact held-out ``log p(x)`` and, with the fitted encoder, its IS estimate and ELBO."""
-        from inference.marginal_likelihood import importance_log_likelihood
+    def evaluation_defaults(self) -> dict[str, Any]:
+        """``eval_samples`` importance samples per held-out point."""
+        return {"is_samples": self.eval_samples}
 
-        x = self.model_kwargs(dataset, split)["x"]
-        exact = self.exact_log_likelihood(x)
-        out = {f"{split}_ll_exact": float(exact.mean())}
-        guide = self.guide if result is None else result.fitted.get("trained_guide", self.guide)
-        if guide in (self.encoder_guide, self.exact_guide):
-            est = importance_log_likelihood(self.model, guide, {"x": x},
-                                            num_samples=self.eval_samples, seed=0)
-            out.update({f"{split}_ll_is": est.mean, f"{split}_ll_se": est.se,
-                        f"{split}_ll_mc_se": est.mc_se, f"{split}_elbo": est.elbo_mean,
-                        "gap": est.gap_mean, "khat_mean": est.khat_mean})
-        return out
+    def exact_log_likelihood_of(self, kwargs: Mapping[str, Any]) -> torch.Tensor:
+        """The closed-form ``log p(x_i)`` of the held-out points (see :meth:`marginal`)."""
+        return self.exact_log_likelihood(kwargs["x"])
 
 
 class PPCAGuide(ZooGuide):

@@ -375,16 +375,21 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
         return {"model": self.guide, **{kind: self.guide_named(kind) for kind in GUIDE_NAMES}}
 
     # ------------------------------------------------------------------ evaluation
-    def evaluation_x(self, dataset: Dataset, split: str = "test") -> torch.Tensor:
-        """The evaluation data: binarised once with ``eval_seed`` when binarisation is dynamic."""
+    def evaluation_kwargs(self, dataset: Dataset, split: str = "test") -> dict[str, Any]:
+        """The held-out data, binarised once with ``eval_seed`` when binarisation is dynamic
+        (every evaluation then scores the same binary images)."""
         x = self.model_kwargs(dataset, split)["x"]
-        if self.eval_max_points is not None:
-            x = x[: int(self.eval_max_points)]
         if self.binarize == "dynamic":
             from zoo.data.mnist import dynamic_binarize
 
             x = dynamic_binarize(x, torch.Generator().manual_seed(self.eval_seed))
-        return x
+        return {"x": x}
+
+    def evaluation_defaults(self) -> dict[str, Any]:
+        """The ``eval_*`` configuration as evaluation settings."""
+        return {"is_samples": self.eval_samples, "max_points": self.eval_max_points,
+                "particle_batch": self.eval_particle_batch, "data_batch": self.eval_data_batch,
+                "seed": self.eval_seed}
 
     def fitted_guide(self, result: "InferenceResult | None") -> "VAEGuide":
         """The guide a fit used when it is one of this model's guides, else the configured one."""
@@ -399,46 +404,6 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
                 f"({', '.join(GUIDE_NAMES)}); the fit used {guide!r}"
             )
         return self.guide_named(guide.kind)
-
-    def importance_estimate(
-        self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
-    ) -> Any:
-        """The per-point :class:`~inference.marginal_likelihood.ImportanceEstimate` behind
-        :meth:`evaluate` (``eval_samples`` samples from the fitted guide)."""
-        from inference.marginal_likelihood import importance_log_likelihood
-
-        return importance_log_likelihood(
-            self.model,
-            self.fitted_guide(result),
-            {"x": self.evaluation_x(dataset, split)},
-            num_samples=self.eval_samples,
-            particle_batch=self.eval_particle_batch,
-            data_batch=self.eval_data_batch,
-            seed=self.eval_seed,
-        )
-
-    def evaluate(
-        self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test"
-    ) -> dict[str, float]:
-        """Importance-sampled held-out log-likelihood, ELBO, gap and PSIS k-hat per data point.
-
-        Returns ``{split}_ll_is`` (mean log p(x) estimate, nats), ``{split}_ll_se`` (standard
-        error across data points), ``{split}_ll_mc_se`` (Monte Carlo error of that mean),
-        ``{split}_elbo``, ``gap`` (ll - elbo), ``khat_mean``, ``khat_max``, ``eval_samples``
-        and ``eval_points``.
-        """
-        est = self.importance_estimate(dataset, result, split)
-        return {
-            f"{split}_ll_is": est.mean,
-            f"{split}_ll_se": est.se,
-            f"{split}_ll_mc_se": est.mc_se,
-            f"{split}_elbo": est.elbo_mean,
-            "gap": est.gap_mean,
-            "khat_mean": est.khat_mean,
-            "khat_max": est.khat_max,
-            "eval_samples": float(est.num_samples),
-            "eval_points": float(est.num_data),
-        }
 
     def plot(self, dataset: Dataset, result: "InferenceResult | None", out_dir: Path) -> list[Path]:
         """Prior samples, reconstructions, a latent interpolation and (2-D latents) a latent map."""

@@ -127,7 +127,7 @@ def vae_figures(vae: Any, dataset: Dataset, out_dir: Path,
     """All VAE figures for ``dataset``'s split under ``out_dir``; returns the PNG paths."""
     out_dir = Path(out_dir)
     guide = guide or vae.guide
-    x = vae.evaluation_x(dataset, split)[:1000]
+    x = vae.evaluation_kwargs(dataset, split)["x"][:1000]
     paths = [
         prior_samples(vae, out_dir / "vae_prior_samples.png"),
         reconstructions(vae, guide, x, out_dir / "vae_reconstructions.png"),
