@@ -297,11 +297,24 @@ def test_report_shows_published_numbers_beside_measured_ones(reference_run):
     measured = table[(table["label"] == "svi") & (table["model"] == ES)]["elbo"]
     mean = measured.mean()
     se = measured.std(ddof=1) / len(measured) ** 0.5
-    # the markdown row for eight schools / svi: n, mean +- se, published value, its source
-    line = next(row for row in text.splitlines() if "Made-up et al." in row)
-    assert line.startswith(f"| {ES} | {ES} | svi |")
-    assert f"| 2 | {mean:.4g} +- {se:.4g} | -12.5 | Made-up et al. 2099 |" in line
-    assert "pbp (published only)" in text and "-6.789" in text  # a method the zoo does not run
+    # the eight schools table (one per model, methods as rows): the svi row holds n and
+    # mean +- se of the ELBO (a whole-data-set sum here: the rows carry no training size), and
+    # the row right after it the published value and its source
+    lines = text.splitlines()
+    start = lines.index(f"### {ES}")
+    table = [line for line in lines[start + 1:start + 20] if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    header, body = cells[0], cells[2:]
+    rows = {row[0]: dict(zip(header, row)) for row in body}
+    elbo = "elbo (whole data set) ↑"
+    assert rows["svi"]["n"] == "2" and rows["svi"][elbo] == f"{mean:.4g} +- {se:.4g}"
+    assert [row[0] for row in body].index("svi (published)") == [row[0] for row in body].index(
+        "svi") + 1
+    assert rows["svi (published)"][elbo] == "-12.5"
+    assert rows["svi (published)"]["source"] == "Made-up et al. 2099"
+    # a method the zoo does not run
+    assert rows["pbp (published)"][elbo] == "-6.789"
+    assert rows["pbp (published)"]["source"] == "Other et al. 2098"
     assert "Failed cells" in text and "lr must be" in text
     assert "Made-up et al. 2099" in html
     # forest plot of svi vs svi_diag vs nuts on eight schools, linked by a relative path
