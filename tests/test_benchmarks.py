@@ -322,7 +322,7 @@ def test_ray_backend_matches_the_local_backend(reference_run, tmp_path):
     try:
         output, _ = proc.communicate(timeout=RAY_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        _kill_session(proc.pid)  # the driver and every Ray process it started
         output, _ = proc.communicate()
         pytest.fail(f"the Ray run took over {RAY_TIMEOUT_S} s; its output:\n{output[-3000:]}")
     assert proc.returncode == 0, output[-3000:]
@@ -334,6 +334,19 @@ def test_ray_backend_matches_the_local_backend(reference_run, tmp_path):
         _deterministic(table).dropna(axis=1, how="all"),
         _deterministic(expected).dropna(axis=1, how="all"),
     )
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid``: Ray's workers leave the driver's process group
+    (so ``killpg`` misses them) but keep its session."""
+    os.killpg(sid, signal.SIGKILL)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # after "pid (comm)": state, ppid, pgrp, session
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 class _FakeRay:
