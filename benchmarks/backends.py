@@ -10,9 +10,19 @@ Usage::
     for cell, row in get_backend("local", jobs=2).run(cells, "runs/quick", suite="quick"):
         print(cell.cell_id, row["status"])
 
-The Ray backend needs ``pip install -e .[ray]``. It connects to the cluster named by
-``RAY_ADDRESS`` (or starts a local Ray instance); on a multi-node cluster the output folder
-must be on a file system every node shares, since each cell writes its own folder.
+The Ray backend needs Ray (``pip install -e .[ray]``; the core ``ray`` package is enough, the
+``[default]`` extra adds the dashboard). It connects to the cluster named by ``RAY_ADDRESS`` or
+starts a local Ray instance (shut down at the end of the run), unless Ray is already initialised
+in the process, which then stays as it is. Its workers get :func:`ray_runtime_env`: the project
+and the driver's ``PYTHONPATH`` on their path and one OpenMP thread each; when you call
+``ray.init`` yourself, pass it too::
+
+    import ray
+    from benchmarks.backends import ray_runtime_env
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env=ray_runtime_env())
+
+On a multi-node cluster the output folder must be on a file system every node shares, since
+each cell writes its own folder.
 """
 
 from __future__ import annotations
@@ -54,9 +64,16 @@ def _exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
     os._exit(1)
 
 
+_WORKER_READY = False
+
+
 def _init_worker() -> None:
-    """Worker set-up: one intra-op thread, so N jobs use N cores and timings are comparable;
-    a watchdog ends the worker when the parent process dies."""
+    """Worker set-up, once per process: one intra-op thread, so N jobs use N cores and timings
+    are comparable; a watchdog ends the worker when the parent process dies."""
+    global _WORKER_READY
+    if _WORKER_READY:  # Ray reuses a worker process for many tasks
+        return
+    _WORKER_READY = True
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -171,6 +188,7 @@ class RayBackend(Backend):
                 num_cpus=None if address else self.jobs,
                 include_dashboard=False,
                 log_to_driver=False,
+                runtime_env=ray_runtime_env(),
             )
             started_here = True
         try:
@@ -193,6 +211,22 @@ class RayBackend(Backend):
         finally:
             if started_here:
                 ray.shutdown()
+
+
+def ray_runtime_env() -> dict[str, Any]:
+    """The runtime environment of the Ray workers that run cells.
+
+    Its ``env_vars`` put the project folder and the driver's ``PYTHONPATH`` on the workers'
+    path (so ``benchmarks``, ``zoo`` and a suite's ``imports`` resolve without an install) and
+    give them one OpenMP/MKL thread each. Usage::
+
+        ray.init(num_cpus=2, include_dashboard=False, runtime_env=ray_runtime_env())
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                      if p and p != root]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1",
+                         "MKL_NUM_THREADS": "1"}}
 
 
 def _ray_run_cell(cell: Cell, out_dir: str, suite: str, imports: tuple[str, ...]) -> dict:

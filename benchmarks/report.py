@@ -1,21 +1,33 @@
-"""The benchmark report: metric tables (mean +- s.e. over seeds/splits) beside published numbers.
+"""The benchmark report: per model and data set, one table of methods x metrics, published rows.
 
 ``write_report(dir)`` reads a run folder written by :func:`benchmarks.run_suite` (or a folder of
 such folders) and writes ``report.md`` and ``report.html`` there, with figures under
-``report_figures/`` and links to each cell's own plots (relative paths, so the folder can be
-moved or published as is). Per suite it shows:
+``report_figures/`` and the cells' own plots linked by relative path (so the folder can be moved
+or published as is). Per suite it shows:
 
-* one table per metric: model x data x method, mean +- standard error across seeds or splits
-  (``n`` says how many), the published number for the same model/data/method/metric beside it,
-  and published rows the suite did not run (e.g. a method the zoo does not implement);
-* ArviZ forest plots comparing the posteriors of the methods run on the same model and data;
-* ELBO curves of the SVI cells;
-* the figures each cell wrote (trace, calibration, VAE samples ...), and the failed cells.
+* **at a glance**: for each model and data set, the method that won on its headline metric
+  (:data:`HEADLINE_PRIORITY`, directions in :data:`METRICS`) and by how much, in standard errors
+  of the difference;
+* per model and data set, **one table**: methods as rows, metrics as columns (quality metrics,
+  then diagnostics, then timings), each cell mean +- standard error over seeds or splits, and the
+  suite's ``[[published]]`` numbers as extra rows marked ``(published)`` with their source;
+  then that model's figures (ArviZ forest plot across methods, ELBO curves, the cells' plots);
+* published rows for models or data sets the suite did not run, and the failed cells.
+
+Units are per data point. The ``elbo`` of an SVI cell is minus the final training loss, a sum
+over the training set: it is shown as ``elbo / point`` when the row says how many training
+points there were (a ``num_train`` column, see :data:`NUM_TRAIN_COLUMNS`), else as
+``elbo (whole data set)``. An importance-sampled likelihood (``test_ll_is`` ...) whose row has a
+PSIS k-hat above 0.7 is printed as ``value (k̂>0.7, unreliable)`` without a standard error.
 
 Usage::
 
     from benchmarks import write_report
     path = write_report("runs/quick")      # runs/quick/report.md (and report.html beside it)
+
+    from benchmarks.report import model_tables, winners
+    tables = model_tables(results_frame, published=[])  # one ModelTable per model/data
+    best = winners(tables)                              # one Winner per model/data
 """
 
 from __future__ import annotations
@@ -23,9 +35,10 @@ from __future__ import annotations
 import html
 import math
 import tomllib
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,8 +52,148 @@ FIGURES_DIR = "report_figures"
 #: identifying or bookkeeping columns that are not metrics
 NOT_METRICS = frozenset(ID_COLUMNS) - {"wall_time_s", "cpu_time_s", "fit_time_s"}
 GROUP = ["model", "data", "label"]
+#: columns that give a row's number of training points (``cells.py`` should write ``num_train``)
+NUM_TRAIN_COLUMNS = ("num_train", "n_train", "num_train_points", "train_points")
+#: settings echoed by evaluate (sample counts) and data sizes: not measurements
+BOOKKEEPING = frozenset(("eval_points", "eval_samples", "num_draws", *NUM_TRAIN_COLUMNS))
+#: an importance-sampled estimate whose PSIS k-hat exceeds this is unreliable (Vehtari et al.)
+KHAT_THRESHOLD = 0.7
+UNRELIABLE = "(k̂>0.7, unreliable)"
+#: k-hat columns that judge a row's importance-sampled likelihood, in order of preference; the
+#: largest present value counts. ``khat_max`` (the worst single test point) is left out: on
+#: thousands of points it nearly always exceeds 0.7 and would flag every row.
+KHAT_COLUMNS = ("khat_mean", "psis_khat", "is_khat", "khat")
+#: the ELBO column of the results table is a whole-data-set sum; the report shows one of these
+ELBO_PER_POINT = "elbo / point"
+ELBO_WHOLE = "elbo (whole data set)"
 
 
+# --------------------------------------------------------------------------- metric registry
+@dataclass(frozen=True)
+class Metric:
+    """How to read one metric: which way is better and where it goes in a table.
+
+    Usage: ``METRICS["rmse"].direction == -1`` (lower is better); see :func:`metric_info`.
+    """
+
+    name: str
+    direction: int  # +1 higher is better, -1 lower is better, 0 neither
+    kind: str  # "quality" | "diagnostic" | "time"
+    meaning: str = ""
+
+    @property
+    def arrow(self) -> str:
+        """``↑``, ``↓`` or nothing, for column headers."""
+        return {1: " ↑", -1: " ↓"}.get(self.direction, "")
+
+
+def _metrics(*rows: tuple[str, int, str, str]) -> dict[str, Metric]:
+    return {name: Metric(name, direction, kind, meaning) for name, direction, kind, meaning in rows}
+
+
+#: every known metric, in display order within its kind: the one place that says which way is
+#: better. Unknown numeric columns are shown between the quality metrics and the diagnostics.
+METRICS: dict[str, Metric] = _metrics(
+    # quality: how good the posterior or the predictions are
+    ("test_ll", +1, "quality", "held-out log-likelihood per point"),
+    ("test_ll_exact", +1, "quality", "exact held-out log p(x) per point"),
+    ("test_ll_is", +1, "quality", "importance-sampled held-out log p(x) per point"),
+    ("is_ll", +1, "quality", "importance-sampled log-likelihood per point"),
+    ("ll_mean", +1, "quality", "importance-sampled log-likelihood per point"),
+    ("test_nll", -1, "quality", "held-out negative log-likelihood per point"),
+    ("nll", -1, "quality", "held-out negative log-likelihood per point"),
+    ("rmse", -1, "quality", "held-out root mean squared error"),
+    ("accuracy", +1, "quality", "held-out accuracy"),
+    ("test_error", -1, "quality", "held-out error rate"),
+    ("pruned_error", -1, "quality", "error rate of the pruned network"),
+    ("ece", -1, "quality", "expected calibration error (15 bins)"),
+    ("ref_max_abs_z", -1, "quality", "worst |mean - reference mean| / reference sd"),
+    ("ref_max_log_sd_ratio", -1, "quality", "worst |log(sd / reference sd)|"),
+    ("test_elbo", +1, "quality", "held-out ELBO per point"),
+    (ELBO_PER_POINT, +1, "quality", "final training ELBO divided by the training points"),
+    (ELBO_WHOLE, +1, "quality", "final training ELBO, summed over the training set"),
+    ("elbo", +1, "quality", "final training ELBO (as stored: whole-data-set sum)"),
+    ("compression", +1, "quality", "compression ratio of the pruned network"),
+    ("sparsity", +1, "quality", "fraction of weights pruned"),
+    ("predictive_sd", 0, "quality", "mean predictive standard deviation"),
+    ("epistemic_var", 0, "quality", "mean epistemic variance"),
+    ("aleatoric_var", 0, "quality", "mean aleatoric variance"),
+    ("entropy", 0, "quality", "mean predictive entropy"),
+    ("mutual_info", 0, "quality", "mean mutual information"),
+    ("expected_entropy", 0, "quality", "mean expected entropy"),
+    # diagnostics: how far to trust the numbers above
+    ("gap", -1, "diagnostic", "log p(x) - ELBO per point (looseness of the bound)"),
+    ("test_ll_se", 0, "diagnostic", "standard error of test_ll_is across data points"),
+    ("test_ll_mc_se", 0, "diagnostic", "Monte Carlo error of test_ll_is"),
+    ("psis_khat", -1, "diagnostic", "PSIS k-hat of the guide (> 0.7: unreliable)"),
+    ("khat_mean", -1, "diagnostic", "mean PSIS k-hat over data points"),
+    ("khat_max", -1, "diagnostic", "worst PSIS k-hat over data points"),
+    ("min_ess_bulk", +1, "diagnostic", "smallest bulk ESS over parameters"),
+    ("min_ess_tail", +1, "diagnostic", "smallest tail ESS over parameters"),
+    ("ess_per_s", +1, "diagnostic", "smallest bulk ESS per second of sampling"),
+    ("max_rhat", -1, "diagnostic", "largest R-hat over parameters"),
+    ("divergences", -1, "diagnostic", "divergent transitions"),
+    # time
+    ("fit_time_s", -1, "time", "seconds to fit"),
+    ("wall_time_s", -1, "time", "seconds for the whole cell"),
+    ("cpu_time_s", -1, "time", "CPU seconds of the cell's process"),
+)
+
+#: headline metric of a model/data set: the first of these measured for two or more methods
+HEADLINE_PRIORITY = (
+    "ref_max_abs_z", "test_ll_exact", "test_ll", "test_ll_is", "is_ll", "ll_mean", "test_nll",
+    "nll", "rmse", "test_error", "accuracy", "pruned_error", "test_elbo", ELBO_PER_POINT,
+    ELBO_WHOLE, "ess_per_s", "min_ess_bulk",
+)
+
+_SPLIT_PREFIXES = ("val_", "valid_", "validation_", "train_")
+
+
+def canonical_metric(name: str) -> str:
+    """The registry name of a column: ``val_ll_is`` reads as ``test_ll_is`` (same quantity on
+    another split, since ``evaluate`` prefixes its split); unknown names come back unchanged."""
+    if name in METRICS:
+        return name
+    for prefix in _SPLIT_PREFIXES:
+        if name.startswith(prefix) and f"test_{name[len(prefix):]}" in METRICS:
+            return f"test_{name[len(prefix):]}"
+    return name
+
+
+def metric_info(name: str) -> Metric:
+    """The :class:`Metric` of a column, e.g. ``metric_info("rmse").direction == -1``.
+
+    Unknown columns have no direction; those ending in ``_time_s`` count as timings.
+    """
+    known = METRICS.get(canonical_metric(name))
+    if known is not None:
+        return Metric(name, known.direction, known.kind, known.meaning)
+    return Metric(name, 0, "time" if name.endswith("_time_s") else "other")
+
+
+def is_importance_sampled(name: str) -> bool:
+    """Whether a column is an importance-sampled likelihood (or its error or gap), which a
+    k-hat above 0.7 makes unreliable: ``test_ll_is``, ``ll_mean``, ``test_nll``, ``is_ll``,
+    ``gap``, and ``*_ll_se`` / ``*_ll_mc_se`` (the errors that come with ``*_ll_is``)."""
+    return (name in ("ll_mean", "is_ll", "ll_is", "test_nll", "gap")
+            or name.endswith(("_ll_is", "_ll_se", "_ll_mc_se")))
+
+
+def order_metrics(names: Iterable[str]) -> list[str]:
+    """Quality metrics first (registry order), then unknown columns (by name), diagnostics,
+    timings. Usage: ``order_metrics(["fit_time_s", "khat_mean", "test_ll_is"])``."""
+    names = list(dict.fromkeys(names))
+    rank = {name: i for i, name in enumerate(METRICS)}
+    kinds = {"quality": 0, "other": 1, "diagnostic": 2, "time": 3}
+
+    def key(name: str) -> tuple[int, int, str]:
+        info = metric_info(name)
+        return (kinds[info.kind], rank.get(canonical_metric(name), len(rank)), name)
+
+    return sorted(names, key=key)
+
+
+# --------------------------------------------------------------------------- summaries
 @dataclass(frozen=True)
 class Block:
     """One piece of the report: a heading, a paragraph, a table or an image."""
@@ -50,9 +203,332 @@ class Block:
     caption: str = ""
 
 
+@dataclass
+class ModelTable:
+    """The methods run on one model and data set: numbers and their printed table.
+
+    ``stats`` is long: one row per method and metric with ``n``, ``mean``, ``se`` (standard
+    error across cells, ``NaN`` for one cell) and ``unreliable`` (an importance-sampled value
+    with k-hat > 0.7). ``table`` is what the report prints: methods as rows, published rows
+    after them, metrics as columns. ``failed`` counts failed cells per method.
+    """
+
+    model: str
+    data: str
+    stats: pd.DataFrame
+    table: pd.DataFrame
+    headline: str | None
+    failed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return _title(self.model, self.data)
+
+
+@dataclass(frozen=True)
+class Winner:
+    """Which method won one model/data set on its headline metric, and by how much.
+
+    ``margin`` is the winner's advantage over the runner-up (positive, in the metric's units);
+    ``z`` is that margin over the standard error of the difference, ``sqrt(se_1^2 + se_2^2)``.
+    When one side has a single cell (no SE) ``z`` uses the other side's SE alone and
+    ``z_is_bound`` is true: the true ratio is at most ``z``. ``NaN`` when neither side has an
+    SE or there is no runner-up.
+    """
+
+    model: str
+    data: str
+    metric: str
+    method: str
+    mean: float
+    se: float
+    n: int
+    runner_up: str | None = None
+    runner_up_mean: float = math.nan
+    runner_up_se: float = math.nan
+    margin: float = math.nan
+    z: float = math.nan
+    z_is_bound: bool = False
+    unreliable: bool = False  # the winner's value: an IS estimate with k-hat > 0.7
+    runner_up_unreliable: bool = False
+
+
+def prepare(table: pd.DataFrame) -> pd.DataFrame:
+    """The results table in report units: ``data`` as text, ``elbo`` split into
+    ``elbo / point`` (rows with a training-set size) and ``elbo (whole data set)`` (rows
+    without), so the two never share a column. Usage: ``prepare(read_results(run))``."""
+    out = table.copy()
+    if "data" not in out:
+        out["data"] = ""
+    out["data"] = [("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+                   for v in out["data"]]
+    if "elbo" in out:
+        elbo = pd.to_numeric(out["elbo"], errors="coerce")
+        size = pd.Series(np.nan, index=out.index)
+        for column in NUM_TRAIN_COLUMNS:
+            if column in out:
+                size = size.fillna(pd.to_numeric(out[column], errors="coerce"))
+        known = size.notna() & (size > 0)
+        if known.any():
+            out[ELBO_PER_POINT] = (elbo / size).where(known)
+        if (~known & elbo.notna()).any():
+            out[ELBO_WHOLE] = elbo.where(~known)
+        out = out.drop(columns=["elbo"])
+    return out
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """Numeric columns with at least one value, in :func:`order_metrics` order."""
+    columns = []
+    for column in table.columns:
+        if column in NOT_METRICS or column in BOOKKEEPING:
+            continue
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.notna().any():
+            columns.append(column)
+    return order_metrics(columns)
+
+
+def _row_khat(frame: pd.DataFrame) -> pd.Series:
+    """Per row: the largest k-hat among :data:`KHAT_COLUMNS` (``NaN`` when none)."""
+    present = [c for c in KHAT_COLUMNS if c in frame]
+    if not present:
+        return pd.Series(np.nan, index=frame.index)
+    return frame[present].apply(pd.to_numeric, errors="coerce").max(axis=1, skipna=True)
+
+
+def summary_stats(ok: pd.DataFrame) -> pd.DataFrame:
+    """Long table of mean, standard error and count per model, data, method and metric.
+
+    ``ok`` is :func:`prepare`'d successful rows. ``se`` is ``std(ddof=1) / sqrt(n)`` (pandas'
+    ``sem``), ``NaN`` for ``n == 1``. ``unreliable`` is true for an importance-sampled column
+    when any of the method's rows with a value has k-hat above :data:`KHAT_THRESHOLD`.
+    """
+    columns = ["model", "data", "method", "metric", "n", "mean", "se", "unreliable"]
+    if not len(ok):
+        return pd.DataFrame(columns=columns)
+    khat = _row_khat(ok)
+    rows = []
+    for (model, data, label), group in ok.groupby(GROUP, sort=False, dropna=False):
+        for metric in metric_columns(ok):
+            values = pd.to_numeric(group[metric], errors="coerce")
+            has = values.notna()
+            if not has.any():
+                continue
+            kept = values[has]
+            unreliable = bool(is_importance_sampled(metric)
+                              and (khat.loc[kept.index] > KHAT_THRESHOLD).any())
+            rows.append({
+                "model": model, "data": data, "method": label, "metric": metric,
+                "n": int(len(kept)), "mean": float(kept.mean()),
+                "se": float(kept.sem()) if len(kept) > 1 else math.nan,
+                "unreliable": unreliable,
+            })
+    return pd.DataFrame(rows, columns=columns)
+
+
+def model_tables(
+    table: pd.DataFrame, published: Sequence[Mapping[str, Any]] = ()
+) -> list[ModelTable]:
+    """One :class:`ModelTable` per model and data set of a results table, in table order.
+
+    ``table`` is a results table (all rows; failed ones are counted, not averaged) and
+    ``published`` the suite's ``[[published]]`` entries; those for a model and data set that
+    were run become extra rows. Usage::
+
+        for t in model_tables(read_results("runs/quick"), suite.published):
+            print(t.title, t.headline)
+            print(t.table)
+    """
+    frame = prepare(table)
+    if not len(frame):
+        return []
+    ok = frame[frame["status"] == "ok"] if "status" in frame else frame
+    stats = summary_stats(ok)
+    out = []
+    for (model, data), group in frame.groupby(["model", "data"], sort=False, dropna=False):
+        failed = {}
+        if "status" in group:
+            bad = group[group["status"] != "ok"]
+            failed = {str(k): int(v) for k, v in bad.groupby("label", sort=False).size().items()}
+        mine = stats[(stats["model"] == model) & (stats["data"] == data)]
+        entries = [p for p in published if _published_matches(p, model, data)]
+        methods = list(dict.fromkeys(group["label"]))
+        names = {label: _method_names(group[group["label"] == label]) for label in methods}
+        printed = _printed_table(mine, methods, names, entries)
+        out.append(ModelTable(model=str(model), data=str(data), stats=mine.reset_index(drop=True),
+                              table=printed, headline=_headline(mine), failed=failed))
+    return out
+
+
+def _method_names(rows: pd.DataFrame) -> set[str]:
+    """The names a published entry may use for a method: its label, guide or driver."""
+    first = rows.iloc[0]
+    return {str(first[c]) for c in ("label", "guide", "method")
+            if c in rows and first[c] is not None and first[c] == first[c]}
+
+
+def _published_matches(p: Mapping[str, Any], model: str, data: str) -> bool:
+    return p["model"] == model and p.get("data") in (None, "", data)
+
+
+def _published_column(metric: str, present: Sequence[str]) -> str:
+    """The column a published number goes in: its metric; a published ``elbo`` goes beside the
+    measured ELBO, whichever unit that is in (suites should record per-point numbers)."""
+    if metric == "elbo":
+        for column in (ELBO_PER_POINT, ELBO_WHOLE):
+            if column in present:
+                return column
+        return ELBO_WHOLE
+    return metric
+
+
+def _printed_table(
+    stats: pd.DataFrame, methods: list[str], names: dict[str, set[str]],
+    published: list[Mapping[str, Any]],
+) -> pd.DataFrame:
+    measured = list(dict.fromkeys(stats["metric"]))
+    columns = order_metrics(measured + [_published_column(p["metric"], measured)
+                                        for p in published])
+    by_method = {m: g.set_index("metric") for m, g in stats.groupby("method", sort=False)}
+    # published entries grouped into one row per (method, source, note)
+    pub_rows: dict[tuple[str, str, str], dict[str, float]] = {}
+    for p in published:
+        key = (str(p["method"]), str(p["source"]), str(p.get("note") or ""))
+        pub_rows.setdefault(key, {})[_published_column(p["metric"], measured)] = p["value"]
+    rows: list[dict[str, str]] = []
+
+    def published_row(key: tuple[str, str, str], values: dict[str, float]) -> dict[str, str]:
+        method, source, note = key
+        row = {"method": f"{method} (published)", "n": ""}
+        row.update({c: _fmt(values[c]) if c in values else "" for c in columns})
+        row["source"] = source + (f" ({note})" if note else "")
+        return row
+
+    used: set[tuple[str, str, str]] = set()
+    for label in methods:
+        got = by_method.get(label)
+        n = int(got["n"].max()) if got is not None and len(got) else 0
+        row = {"method": label, "n": str(n)}
+        for column in columns:
+            if got is None or column not in got.index:
+                row[column] = ""
+                continue
+            s = got.loc[column]
+            text = format_value(s["mean"], s["se"], int(s["n"]), bool(s["unreliable"]))
+            row[column] = text + (f" [n={int(s['n'])}]" if int(s["n"]) != n else "")
+        row["source"] = ""
+        rows.append(row)
+        for key, values in pub_rows.items():
+            if key not in used and key[0] in names[label]:
+                used.add(key)
+                rows.append(published_row(key, values))
+    for key, values in pub_rows.items():
+        if key not in used:
+            rows.append(published_row(key, values))
+    out = pd.DataFrame(rows, columns=["method", "n", *columns, "source"])
+    if not (out["source"] != "").any():
+        out = out.drop(columns=["source"])
+    return out.rename(columns={c: c + metric_info(c).arrow for c in columns})
+
+
+def _headline(stats: pd.DataFrame) -> str | None:
+    """The first :data:`HEADLINE_PRIORITY` metric measured for two or more methods (else for
+    one; else the first metric with a direction)."""
+    counts = stats.groupby("metric")["method"].nunique() if len(stats) else pd.Series(dtype=int)
+    present = {canonical_metric(m): m for m in counts.index}
+    for minimum in (2, 1):
+        for name in HEADLINE_PRIORITY:
+            if name in present and counts[present[name]] >= minimum:
+                return present[name]
+    directed = [m for m in order_metrics(counts.index) if metric_info(m).direction]
+    return directed[0] if directed else None
+
+
+def winners(tables: Sequence[ModelTable]) -> list[Winner]:
+    """The best method of each model/data set on its headline metric (see :class:`Winner`).
+
+    Usage: ``[(w.model, w.method, w.z) for w in winners(model_tables(frame))]``.
+    """
+    out = []
+    for t in tables:
+        if t.headline is None:
+            continue
+        direction = metric_info(t.headline).direction or 1
+        rows = t.stats[t.stats["metric"] == t.headline]
+        rows = rows.assign(score=direction * rows["mean"]).sort_values(
+            "score", ascending=False, kind="stable")
+        best = rows.iloc[0]
+        kwargs: dict[str, Any] = {}
+        if len(rows) > 1:
+            second = rows.iloc[1]
+            known = [float(x) for x in (best["se"], second["se"]) if math.isfinite(x)]
+            se = math.sqrt(sum(x * x for x in known))
+            margin = abs(best["mean"] - second["mean"])
+            kwargs = dict(runner_up=str(second["method"]), runner_up_mean=float(second["mean"]),
+                          runner_up_se=float(second["se"]), margin=float(margin),
+                          z=float(margin / se) if known and se > 0 else math.nan,
+                          z_is_bound=len(known) == 1,
+                          runner_up_unreliable=bool(second["unreliable"]))
+        out.append(Winner(model=t.model, data=t.data, metric=t.headline,
+                          method=str(best["method"]), mean=float(best["mean"]),
+                          se=float(best["se"]), n=int(best["n"]),
+                          unreliable=bool(best["unreliable"]), **kwargs))
+    return out
+
+
+def glance_table(found: Sequence[Winner]) -> pd.DataFrame:
+    """The "at a glance" table: per model/data set, the winner, its value, the runner-up and
+    the margin in standard errors. Usage: ``glance_table(winners(tables))``."""
+    rows = []
+    for w in found:
+        if w.runner_up is None:
+            margin = "only method measured"
+        elif w.unreliable or w.runner_up_unreliable:
+            margin = f"by {_fmt(w.margin)} {UNRELIABLE}"
+        elif math.isnan(w.z):
+            margin = f"by {_fmt(w.margin)} (no SE: one cell each)"
+        elif w.z_is_bound:
+            single = w.method if w.n == 1 else w.runner_up
+            margin = f"by {_fmt(w.margin)} = at most {w.z:.1f} SE ({single}: one cell)"
+        else:
+            margin = f"by {_fmt(w.margin)} = {w.z:.1f} SE"
+        rows.append({
+            "model / data": _title(w.model, w.data),
+            "headline metric": w.metric + metric_info(w.metric).arrow,
+            "winner": w.method,
+            "value": format_value(w.mean, w.se, w.n, w.unreliable),
+            "runner-up": w.runner_up or "",
+            "margin": margin,
+        })
+    return pd.DataFrame(rows, columns=["model / data", "headline metric", "winner", "value",
+                                       "runner-up", "margin"])
+
+
+def format_value(mean: float, se: float, n: int, unreliable: bool = False) -> str:
+    """A summary as printed: ``"-1.234 +- 0.05"``, ``"-1.234"`` for one cell, or
+    ``"-1.234 (k̂>0.7, unreliable)"`` (no standard error) for an unreliable IS estimate."""
+    if unreliable:
+        return f"{_fmt(mean)} {UNRELIABLE}"
+    if n <= 1 or se is None or not math.isfinite(se):
+        return _fmt(mean)
+    return f"{_fmt(mean)} +- {_fmt(se)}"
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.3g}"
+    return f"{value:.4g}"
+
+
 # --------------------------------------------------------------------------- entry point
 def write_report(run_dir: str | Path) -> Path:
-    """Write ``report.md`` and ``report.html`` for a run folder; returns the markdown path."""
+    """Write ``report.md`` and ``report.html`` for a run folder; returns the markdown path.
+
+    Usage: ``write_report("runs/quick")`` (or a folder holding several run folders).
+    """
     root = Path(run_dir)
     runs = _run_dirs(root)
     if not runs:
@@ -79,55 +555,79 @@ def _run_dirs(root: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- one suite
+LEGEND = (
+    "Each entry is the mean +- standard error over the n cells (seeds or splits) of a method "
+    "(one cell: the value alone; [n=k]: only k cells measured that metric). ↑ higher is better, "
+    "↓ lower is better. Rows marked (published) are numbers from the literature, as recorded in "
+    "the suite. Columns: quality metrics, then diagnostics, then seconds. Units are per data "
+    f"point, except `{ELBO_WHOLE}` (the training ELBO summed over the training set, shown when "
+    "the results do not record the number of training points). An importance-sampled "
+    f"likelihood whose PSIS k-hat exceeds {KHAT_THRESHOLD} is printed as `value {UNRELIABLE}`."
+)
+
+
 def suite_blocks(run: Path, root: Path) -> list[Block]:
     """The report section of one run folder; figure paths are relative to ``root``."""
     table = read_results(run)
     name, description, published = _suite_info(run)
-    ok = table[table["status"] == "ok"] if len(table) else table
+    frame = prepare(table) if len(table) else table
+    ok = frame[frame["status"] == "ok"] if len(frame) else frame
     blocks = [Block("h2", f"Suite `{name}`")]
     if description:
         blocks.append(Block("p", description))
     wall = pd.to_numeric(table.get("wall_time_s"), errors="coerce").sum() if len(table) else 0
     blocks.append(Block("p", (
         f"{len(table)} cells, {len(ok)} succeeded, {len(table) - len(ok)} failed; "
-        f"{wall:.0f} s of cell time in total. Cells: mean +- standard error over seeds or "
-        f"splits (n = number of cells). Full table: `{_rel(run / RESULTS_CSV, root)}`."
+        f"{wall:.0f} s of cell time in total. Full table: `{_rel(run / RESULTS_CSV, root)}`."
     )))
-    if len(table):
-        blocks.append(Block("table", overview_table(table)))
-    for metric in metric_columns(ok):
-        summary = metric_table(ok, metric, published)
-        if summary is not None:
-            blocks.append(Block("h3", f"{metric}"))
-            blocks.append(Block("table", summary))
-    extra = [p for p in published if p["metric"] not in set(metric_columns(ok))]
-    if extra:
-        blocks.append(Block("h3", "Published numbers without a measured counterpart"))
-        blocks.append(Block("table", pd.DataFrame([
-            {"model": p["model"], "data": p.get("data") or "", "method": p["method"],
-             "metric": p["metric"], "published": _fmt(p["value"]), "source": p["source"]}
-            for p in extra
-        ])))
+    tables = model_tables(table, published) if len(table) else []
+    found = winners(tables)
+    if found:
+        blocks.append(Block("h3", "At a glance: the best method per model and data set"))
+        blocks.append(Block("p", (
+            "Winner on each model's headline metric (the first of "
+            f"{', '.join(HEADLINE_PRIORITY[:8])} ... that two methods measured); the margin is "
+            "the difference of the means to the runner-up, and that difference over its "
+            "standard error sqrt(se_1^2 + se_2^2)."
+        )))
+        blocks.append(Block("table", glance_table(found)))
     figures = run / FIGURES_DIR
     forest = forest_plots(run, ok, figures)
-    if forest:
-        blocks.append(Block("h3", "Posteriors compared across methods (ArviZ forest plots)"))
-        blocks.extend(Block("img", _rel(path, root), caption) for path, caption in forest)
     curves = elbo_curves(run, ok, figures)
-    if curves:
-        blocks.append(Block("h3", "ELBO curves"))
-        blocks.extend(Block("img", _rel(path, root), caption) for path, caption in curves)
     gallery = cell_figures(run, ok)
-    if gallery:
-        blocks.append(Block("h3", "Figures written by the cells (first seed of each method)"))
-        blocks.extend(Block("img", _rel(path, root), caption) for path, caption in gallery)
-    failed = table[table["status"] != "ok"] if len(table) else table
-    if len(failed):
+    if tables:
+        blocks.append(Block("p", LEGEND))
+    for t in tables:
+        blocks.append(Block("h3", t.title))
+        failed = "; ".join(f"{label}: {count} failed" for label, count in t.failed.items())
+        if failed:
+            blocks.append(Block("p", f"Failed cells ({failed}) are left out; see Failed cells."))
+        if len(t.table):
+            blocks.append(Block("table", t.table))
+        key = (t.model, t.data)
+        for path, caption in forest.get(key, []) + curves.get(key, []) + gallery.get(key, []):
+            blocks.append(Block("img", _rel(path, root), caption))
+    run_keys = {(t.model, t.data) for t in tables}
+    extra = [p for p in published
+             if not any(_published_matches(p, m, d) for m, d in run_keys)]
+    if extra:
+        blocks.append(Block("h3", "Published numbers for models or data sets not run"))
+        blocks.append(Block("table", pd.DataFrame([
+            {"model": p["model"], "data": p.get("data") or "", "method": p["method"],
+             "metric": p["metric"], "published": _fmt(p["value"]),
+             "source": p["source"] + (f" ({p['note']})" if p.get("note") else "")}
+            for p in extra
+        ])))
+    if len(table):
+        blocks.append(Block("h3", "Cells run"))
+        blocks.append(Block("table", cells_table(frame)))
+    failed_rows = table[table["status"] != "ok"] if len(table) else table
+    if len(failed_rows):
         blocks.append(Block("h3", "Failed cells"))
         blocks.append(Block("table", pd.DataFrame([
             {"cell": row["cell_id"], "error": str(row["error"]),
              "traceback": _rel(run / CELLS_DIR / row["cell_id"] / TRACEBACK_FILE, root)}
-            for _, row in failed.iterrows()
+            for _, row in failed_rows.iterrows()
         ])))
     return blocks
 
@@ -140,33 +640,7 @@ def _suite_info(run: Path) -> tuple[str, str, list[dict[str, Any]]]:
     return suite.name, suite.description, [dict(p) for p in suite.published]
 
 
-#: headline metrics, shown first in this order; other metrics follow alphabetically
-HEADLINE = (
-    "test_ll", "test_ll_is", "test_ll_exact", "rmse", "accuracy", "test_error", "pruned_error", "ece",
-    "nll", "elbo", "test_elbo", "gap", "psis_khat", "khat_mean", "khat_max", "ref_max_abs_z",
-    "ref_max_log_sd_ratio", "min_ess_bulk", "min_ess_tail", "ess_per_s", "max_rhat",
-    "divergences", "sparsity", "compression",
-)
-#: settings echoed by evaluate (sample counts), not measurements
-BOOKKEEPING = frozenset(("eval_points", "eval_samples", "num_draws"))
-
-
-def metric_columns(table: pd.DataFrame) -> list[str]:
-    """Numeric columns with at least one value: headline metrics, the rest, timings last."""
-    columns = []
-    for column in table.columns:
-        if column in NOT_METRICS or column in BOOKKEEPING:
-            continue
-        values = pd.to_numeric(table[column], errors="coerce")
-        if values.notna().any():
-            columns.append(column)
-    timing = [c for c in columns if c.endswith("_time_s")]
-    head = [c for c in HEADLINE if c in columns]
-    rest = sorted(c for c in columns if c not in timing and c not in head)
-    return head + rest + timing
-
-
-def overview_table(table: pd.DataFrame) -> pd.DataFrame:
+def cells_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per model/data/method: cells run, cells succeeded, mean fit seconds."""
     rows = []
     for (model, data, label), group in table.groupby(GROUP, sort=False, dropna=False):
@@ -180,67 +654,10 @@ def overview_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def metric_table(
-    ok: pd.DataFrame, metric: str, published: Sequence[dict[str, Any]]
-) -> pd.DataFrame | None:
-    """Mean +- s.e. of one metric per model/data/method, with published numbers beside."""
-    frame = ok[GROUP + ["guide", "method", metric]].copy()
-    frame[metric] = pd.to_numeric(frame[metric], errors="coerce")
-    frame = frame.dropna(subset=[metric])
-    rows = []
-    matched: set[int] = set()
-    for (model, data, label), group in frame.groupby(GROUP, sort=False, dropna=False):
-        values = group[metric].to_numpy(dtype=float)
-        guide, method = group["guide"].iloc[0], group["method"].iloc[0]
-        hits = [i for i, p in enumerate(published)
-                if _matches(p, model, data, metric, (label, guide, method))]
-        matched.update(hits)
-        rows.append({
-            "model": model, "data": data, "method": label, "n": len(values),
-            "measured": _mean_se(values),
-            "published": "; ".join(_fmt(published[i]["value"]) for i in hits),
-            "source": "; ".join(published[i]["source"] for i in hits),
-        })
-    measured_keys = {(r["model"], r["data"]) for r in rows}
-    for i, p in enumerate(published):
-        if i in matched or p["metric"] != metric:
-            continue
-        if not any(p["model"] == m and (p.get("data") in (None, d)) for m, d in measured_keys):
-            continue  # published numbers for data the suite never ran go to their own table
-        rows.append({
-            "model": p["model"], "data": p.get("data") or "", "method": f"{p['method']} "
-            "(published only)", "n": 0, "measured": "", "published": _fmt(p["value"]),
-            "source": p["source"],
-        })
-    if not rows:
-        return None
-    out = pd.DataFrame(rows)
-    if not (out["published"] != "").any():
-        out = out.drop(columns=["published", "source"])
-    return out
-
-
-def _matches(p: dict[str, Any], model: str, data: Any, metric: str, names: Iterable[Any]) -> bool:
-    return (p["metric"] == metric and p["model"] == model
-            and p.get("data") in (None, data) and p["method"] in set(names))
-
-
-def _mean_se(values: np.ndarray) -> str:
-    if len(values) == 1:
-        return _fmt(values[0])
-    se = values.std(ddof=1) / math.sqrt(len(values))
-    return f"{_fmt(values.mean())} +- {_fmt(se)}"
-
-
-def _fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-        return f"{value:.3g}"
-    return f"{value:.4g}"
-
-
 # --------------------------------------------------------------------------- figures
+Figures = dict[tuple[str, str], list[tuple[Path, str]]]
+
+
 def _cells_by_label(ok: pd.DataFrame) -> dict[tuple[str, str], list[pd.Series]]:
     """Per (model, data): the first-seed, first-split cell of each method."""
     out: dict[tuple[str, str], list[pd.Series]] = {}
@@ -248,19 +665,20 @@ def _cells_by_label(ok: pd.DataFrame) -> dict[tuple[str, str], list[pd.Series]]:
         return out
     ordered = ok.sort_values(["seed"], kind="stable")
     for (model, data), group in ordered.groupby(["model", "data"], sort=False, dropna=False):
-        out[(model, data)] = [g.iloc[0] for _, g in group.groupby("label", sort=False)]
+        out[(str(model), str(data))] = [g.iloc[0] for _, g in group.groupby("label", sort=False)]
     return out
 
 
-def forest_plots(run: Path, ok: pd.DataFrame, figures: Path) -> list[tuple[Path, str]]:
-    """One ``az.plot_forest`` per model/data run with two or more methods."""
+def forest_plots(run: Path, ok: pd.DataFrame, figures: Path) -> Figures:
+    """One ``az.plot_forest`` per model/data run with two or more methods, keyed by
+    ``(model, data)`` of :func:`prepare`'d rows."""
     import arviz as az
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    made = []
+    made: Figures = {}
     for (model, data), rows in _cells_by_label(ok).items():
         if len(rows) < 2:
             continue
@@ -284,7 +702,8 @@ def forest_plots(run: Path, ok: pd.DataFrame, figures: Path) -> list[tuple[Path,
         fig.suptitle(_title(model, data))
         fig.savefig(target, dpi=80, bbox_inches="tight")
         plt.close(fig)
-        made.append((target, f"{_title(model, data)}: " + ", ".join(names)))
+        made[(model, data)] = [(target, f"{_title(model, data)}, posteriors (first seed): "
+                                        + ", ".join(names))]
     return made
 
 
@@ -304,7 +723,7 @@ def _n_entries(idata: Any, variables: list[str]) -> int:
     return sum(int(np.prod(idata.posterior[v].shape[2:], dtype=int)) for v in variables)
 
 
-def elbo_curves(run: Path, ok: pd.DataFrame, figures: Path) -> list[tuple[Path, str]]:
+def elbo_curves(run: Path, ok: pd.DataFrame, figures: Path) -> Figures:
     """ELBO against step for the SVI cells of each model/data, one line per method."""
     import matplotlib
 
@@ -313,7 +732,7 @@ def elbo_curves(run: Path, ok: pd.DataFrame, figures: Path) -> list[tuple[Path, 
 
     from inference.result import InferenceResult
 
-    made = []
+    made: Figures = {}
     for (model, data), rows in _cells_by_label(ok).items():
         curves = []
         for row in rows:
@@ -342,25 +761,26 @@ def elbo_curves(run: Path, ok: pd.DataFrame, figures: Path) -> list[tuple[Path, 
         target = figures / f"elbo__{_safe(model)}__{_safe(data)}.png"
         fig.savefig(target, dpi=80, bbox_inches="tight")
         plt.close(fig)
-        made.append((target, f"ELBO of the SVI runs of {_title(model, data)}"))
+        made[(model, data)] = [(target, f"{_title(model, data)}, ELBO of the SVI runs")]
     return made
 
 
-def cell_figures(run: Path, ok: pd.DataFrame) -> list[tuple[Path, str]]:
+def cell_figures(run: Path, ok: pd.DataFrame) -> Figures:
     """The images under each first-seed cell's ``plots/`` folder."""
-    found = []
+    found: Figures = {}
     for (model, data), rows in _cells_by_label(ok).items():
         for row in rows:
             folder = run / CELLS_DIR / row["cell_id"] / "plots"
             for image in sorted(folder.glob("**/*.png")) if folder.is_dir() else []:
-                found.append((image, f"{_title(model, data)}, {row['label']} (seed "
-                                     f"{row['seed']}): {image.stem}"))
+                found.setdefault((model, data), []).append((image, (
+                    f"{_title(model, data)}, {row['label']} (seed {row['seed']}): "
+                    f"{image.stem}")))
     return found
 
 
 def _title(model: Any, data: Any) -> str:
     """"model on data", or the model alone when its data set has its name (posteriordb)."""
-    return str(model) if data in (None, model) else f"{model} on {data}"
+    return str(model) if data in (None, "", model) else f"{model} on {data}"
 
 
 def _safe(value: Any) -> str:
@@ -372,8 +792,28 @@ def _rel(path: Path, root: Path) -> str:
 
 
 # --------------------------------------------------------------------------- rendering
+def _width(text: str) -> int:
+    """Characters a terminal shows (combining marks such as the hat of k̂ take no column)."""
+    return sum(0 if unicodedata.combining(ch) else 1 for ch in text)
+
+
+def markdown_table(frame: pd.DataFrame) -> list[str]:
+    """A DataFrame as a GitHub-flavoured markdown table with padded, aligned columns, so that
+    it also reads as plain text. Usage: ``"\\n".join(markdown_table(df))``."""
+    header = [str(c) for c in frame.columns]
+    body = [[str(v).replace("|", "\\|") for v in row] for row in frame.astype(str).to_numpy()]
+    widths = [max([_width(header[i]), 3] + [_width(r[i]) for r in body])
+              for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths)) + " |"
+
+    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            *(line(r) for r in body)]
+
+
 def render_markdown(title: str, blocks: Sequence[Block]) -> str:
-    """The blocks as GitHub-flavoured markdown."""
+    """The blocks as GitHub-flavoured markdown (tables padded to read as plain text)."""
     lines = [f"# {title}", ""]
     for block in blocks:
         if block.kind == "h2":
@@ -383,28 +823,24 @@ def render_markdown(title: str, blocks: Sequence[Block]) -> str:
         elif block.kind == "p":
             lines += [block.content, ""]
         elif block.kind == "table":
-            frame = block.content.astype(str)
-            lines.append("| " + " | ".join(frame.columns) + " |")
-            lines.append("|" + "---|" * len(frame.columns))
-            for _, row in frame.iterrows():
-                lines.append("| " + " | ".join(v.replace("|", "\\|") for v in row) + " |")
-            lines.append("")
+            lines += markdown_table(block.content) + [""]
         elif block.kind == "img":
-            lines += [f"![{block.caption}]({block.content})", "", f"*{block.caption}*", ""]
+            lines += [f"![{block.caption}]({block.content})", ""]
     return "\n".join(lines)
 
 
 _CSS = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
     "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
     "td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%;text-align:left}"
-    "th{background:#f0f0f0}figure{display:inline-block;margin:0.5em;vertical-align:top}"
-    "figcaption{font-size:80%;max-width:480px}img{max-width:480px}"
+    "th{background:#f0f0f0}tr.published td{color:#555;font-style:italic}"
+    "figure{display:inline-block;margin:0.5em;vertical-align:top}"
+    "figcaption{font-size:80%;max-width:420px}img{max-width:420px}"
 )
 
 
 def render_html(title: str, blocks: Sequence[Block]) -> str:
-    """The blocks as one self-contained HTML page (images linked by relative path)."""
+    """The blocks as one HTML page; figures shown inline (``<img>`` by relative path)."""
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"]
@@ -418,7 +854,8 @@ def render_html(title: str, blocks: Sequence[Block]) -> str:
             frame = block.content.astype(str)
             head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
             body = "".join(
-                "<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+                ("<tr class='published'>" if str(row.iloc[0]).endswith("(published)")
+                 else "<tr>") + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
                 for _, row in frame.iterrows()
             )
             parts.append(f"<table><tr>{head}</tr>{body}</table>")
