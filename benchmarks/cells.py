@@ -182,7 +182,7 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
         with warnings_module.catch_warnings():  # ArviZ's small-sample notes; the row has ESS
             warnings_module.simplefilter("ignore", RuntimeWarning)
             row["num_train"] = _num_train(dataset)
-            row.update(inference_metrics(result, result.family == "mcmc", row["num_train"]))
+            row.update(inference_metrics(result, result.family == "mcmc"))
         if cell.psis_khat and result.family == "vi":
             stage = "psis_khat"
             row["psis_khat"] = _psis_khat(result, model, dataset)
@@ -226,11 +226,11 @@ def _num_train(dataset: Any) -> int | None:
     return max(sizes) if sizes else None
 
 
-def inference_metrics(result: Any, mcmc: bool, num_train: int | None = None) -> dict[str, Any]:
+def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
     """Headline scalars of a result: the final ELBO for SVI; ESS, R-hat, divergences for MCMC.
 
-    The ELBO is per training point when ``num_train`` is known (the loss is a whole-data-set
-    sum), so it reads in the same units as ``test_ll``.
+    The ELBO is the whole-data-set sum the loss is; the row's ``num_train`` lets the report
+    show it per point.
 
     The MCMC numbers come from :func:`inference.diagnostics.summarize` (``az.summary``): the
     worst variable's bulk and tail ESS, bulk ESS per second of sampling and R-hat.
@@ -239,7 +239,7 @@ def inference_metrics(result: Any, mcmc: bool, num_train: int | None = None) -> 
     if result.loss_history is not None and len(result.loss_history):
         losses = np.asarray(result.loss_history, dtype=float)
         tail = max(1, min(100, len(losses) // 20))  # average the last 5% to damp SGD noise
-        metrics["elbo"] = float(-np.mean(losses[-tail:])) / (num_train or 1)
+        metrics["elbo"] = float(-np.mean(losses[-tail:]))
     if mcmc:
         from inference.diagnostics import summarize
 

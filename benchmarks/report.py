@@ -17,8 +17,9 @@ or published as is). Per suite it shows:
 Units are per data point. The ``elbo`` of an SVI cell is minus the final training loss, a sum
 over the training set: it is shown as ``elbo / point`` when the row says how many training
 points there were (a ``num_train`` column, see :data:`NUM_TRAIN_COLUMNS`), else as
-``elbo (whole data set)``. An importance-sampled likelihood (``test_ll_is`` ...) whose row has a
-PSIS k-hat above 0.7 is printed as ``value (k̂>0.7, unreliable)`` without a standard error.
+``elbo (whole data set)``. An importance-sampled likelihood (``test_ll`` with its
+``test_ll_khat``) whose PSIS k-hat is above 0.7 is printed as ``value (k̂>0.7, unreliable)``
+without a standard error.
 
 Usage::
 
@@ -55,14 +56,15 @@ GROUP = ["model", "data", "label"]
 #: columns that give a row's number of training points (``cells.py`` should write ``num_train``)
 NUM_TRAIN_COLUMNS = ("num_train", "n_train", "num_train_points", "train_points")
 #: settings echoed by evaluate (sample counts) and data sizes: not measurements
-BOOKKEEPING = frozenset(("eval_points", "eval_samples", "num_draws", *NUM_TRAIN_COLUMNS))
+BOOKKEEPING = frozenset(("eval_points", "eval_samples", "eval_draws", "test_ll_reliable",
+                         *NUM_TRAIN_COLUMNS))
 #: an importance-sampled estimate whose PSIS k-hat exceeds this is unreliable (Vehtari et al.)
 KHAT_THRESHOLD = 0.7
 UNRELIABLE = "(k̂>0.7, unreliable)"
-#: k-hat columns that judge a row's importance-sampled likelihood, in order of preference; the
-#: largest present value counts. ``khat_max`` (the worst single test point) is left out: on
-#: thousands of points it nearly always exceeds 0.7 and would flag every row.
-KHAT_COLUMNS = ("khat_mean", "psis_khat", "is_khat", "khat")
+#: k-hat columns that judge a row's importance-sampled likelihood; the largest present value
+#: counts. ``test_ll_khat_max`` (the worst single test point) is left out: on thousands of
+#: points it nearly always exceeds 0.7 and would flag every row.
+KHAT_COLUMNS = ("test_ll_khat",)
 #: the ELBO column of the results table is a whole-data-set sum; the report shows one of these
 ELBO_PER_POINT = "elbo / point"
 ELBO_WHOLE = "elbo (whole data set)"
@@ -87,70 +89,40 @@ class Metric:
         return {1: " ↑", -1: " ↓"}.get(self.direction, "")
 
 
-def _metrics(*rows: tuple[str, int, str, str]) -> dict[str, Metric]:
-    return {name: Metric(name, direction, kind, meaning) for name, direction, kind, meaning in rows}
+def _from_registry() -> dict[str, Metric]:
+    """The report's view of :data:`inference.evaluation.metrics.METRICS` (the one place that
+    names each metric and says which way is better), plus the report's per-point ELBO."""
+    from inference.evaluation.metrics import METRICS as REGISTRY
+
+    out = {}
+    for name, info in REGISTRY.items():
+        if info.kind == "bookkeeping":
+            continue
+        direction = {True: 1, False: -1, None: 0}[info.higher_is_better]
+        out[name] = Metric(name, direction, info.kind, info.description)
+        if name == "elbo":
+            out[ELBO_PER_POINT] = Metric(ELBO_PER_POINT, 1, "quality",
+                                         "final training ELBO divided by the training points")
+            out[ELBO_WHOLE] = Metric(ELBO_WHOLE, 1, "quality",
+                                     "final training ELBO, summed over the training set")
+    return out
 
 
-#: every known metric, in display order within its kind: the one place that says which way is
-#: better. Unknown numeric columns are shown between the quality metrics and the diagnostics.
-METRICS: dict[str, Metric] = _metrics(
-    # quality: how good the posterior or the predictions are
-    ("test_ll", +1, "quality", "held-out log-likelihood per point"),
-    ("test_ll_exact", +1, "quality", "exact held-out log p(x) per point"),
-    ("test_ll_is", +1, "quality", "importance-sampled held-out log p(x) per point"),
-    ("is_ll", +1, "quality", "importance-sampled log-likelihood per point"),
-    ("ll_mean", +1, "quality", "importance-sampled log-likelihood per point"),
-    ("test_nll", -1, "quality", "held-out negative log-likelihood per point"),
-    ("nll", -1, "quality", "held-out negative log-likelihood per point"),
-    ("rmse", -1, "quality", "held-out root mean squared error"),
-    ("accuracy", +1, "quality", "held-out accuracy"),
-    ("test_error", -1, "quality", "held-out error rate"),
-    ("pruned_error", -1, "quality", "error rate of the pruned network"),
-    ("ece", -1, "quality", "expected calibration error (15 bins)"),
-    ("ref_max_abs_z", -1, "quality", "worst |mean - reference mean| / reference sd"),
-    ("ref_max_log_sd_ratio", -1, "quality", "worst |log(sd / reference sd)|"),
-    ("test_elbo", +1, "quality", "held-out ELBO per point"),
-    (ELBO_PER_POINT, +1, "quality", "final training ELBO divided by the training points"),
-    (ELBO_WHOLE, +1, "quality", "final training ELBO, summed over the training set"),
-    ("elbo", +1, "quality", "final training ELBO (as stored: whole-data-set sum)"),
-    ("compression", +1, "quality", "compression ratio of the pruned network"),
-    ("sparsity", +1, "quality", "fraction of weights pruned"),
-    ("predictive_sd", 0, "quality", "mean predictive standard deviation"),
-    ("epistemic_var", 0, "quality", "mean epistemic variance"),
-    ("aleatoric_var", 0, "quality", "mean aleatoric variance"),
-    ("entropy", 0, "quality", "mean predictive entropy"),
-    ("mutual_info", 0, "quality", "mean mutual information"),
-    ("expected_entropy", 0, "quality", "mean expected entropy"),
-    # diagnostics: how far to trust the numbers above
-    ("gap", -1, "diagnostic", "log p(x) - ELBO per point (looseness of the bound)"),
-    ("test_ll_se", 0, "diagnostic", "standard error of test_ll_is across data points"),
-    ("test_ll_mc_se", 0, "diagnostic", "Monte Carlo error of test_ll_is"),
-    ("psis_khat", -1, "diagnostic", "PSIS k-hat of the guide (> 0.7: unreliable)"),
-    ("khat_mean", -1, "diagnostic", "mean PSIS k-hat over data points"),
-    ("khat_max", -1, "diagnostic", "worst PSIS k-hat over data points"),
-    ("min_ess_bulk", +1, "diagnostic", "smallest bulk ESS over parameters"),
-    ("min_ess_tail", +1, "diagnostic", "smallest tail ESS over parameters"),
-    ("ess_per_s", +1, "diagnostic", "smallest bulk ESS per second of sampling"),
-    ("max_rhat", -1, "diagnostic", "largest R-hat over parameters"),
-    ("divergences", -1, "diagnostic", "divergent transitions"),
-    # time
-    ("fit_time_s", -1, "time", "seconds to fit"),
-    ("wall_time_s", -1, "time", "seconds for the whole cell"),
-    ("cpu_time_s", -1, "time", "CPU seconds of the cell's process"),
-)
+#: every known metric, in display order within its kind (from the shared registry). Unknown
+#: numeric columns are shown between the quality metrics and the diagnostics.
+METRICS: dict[str, Metric] = _from_registry()
 
 #: headline metric of a model/data set: the first of these measured for two or more methods
 HEADLINE_PRIORITY = (
-    "ref_max_abs_z", "test_ll_exact", "test_ll", "test_ll_is", "is_ll", "ll_mean", "test_nll",
-    "nll", "rmse", "test_error", "accuracy", "pruned_error", "test_elbo", ELBO_PER_POINT,
-    ELBO_WHOLE, "ess_per_s", "min_ess_bulk",
+    "ref_max_abs_z", "test_ll_exact", "test_ll", "rmse", "test_error", "accuracy",
+    "point_error", "test_elbo", ELBO_PER_POINT, ELBO_WHOLE, "ess_per_s", "min_ess_bulk",
 )
 
 _SPLIT_PREFIXES = ("val_", "valid_", "validation_", "train_")
 
 
 def canonical_metric(name: str) -> str:
-    """The registry name of a column: ``val_ll_is`` reads as ``test_ll_is`` (same quantity on
+    """The registry name of a column: ``val_ll`` reads as ``test_ll`` (same quantity on
     another split, since ``evaluate`` prefixes its split); unknown names come back unchanged."""
     if name in METRICS:
         return name
@@ -172,16 +144,15 @@ def metric_info(name: str) -> Metric:
 
 
 def is_importance_sampled(name: str) -> bool:
-    """Whether a column is an importance-sampled likelihood (or its error or gap), which a
-    k-hat above 0.7 makes unreliable: ``test_ll_is``, ``ll_mean``, ``test_nll``, ``is_ll``,
-    ``gap``, and ``*_ll_se`` / ``*_ll_mc_se`` (the errors that come with ``*_ll_is``)."""
-    return (name in ("ll_mean", "is_ll", "ll_is", "test_nll", "gap")
-            or name.endswith(("_ll_is", "_ll_se", "_ll_mc_se")))
+    """Whether a column comes from the importance weights that ``test_ll_khat`` judges:
+    ``test_ll``, its errors, ``test_elbo`` and ``gap`` (a row without ``test_ll_khat``, e.g. a
+    predictive ``test_ll`` from posterior draws, is never marked)."""
+    return name in ("test_ll", "test_ll_se", "test_ll_mc_se", "test_elbo", "gap")
 
 
 def order_metrics(names: Iterable[str]) -> list[str]:
     """Quality metrics first (registry order), then unknown columns (by name), diagnostics,
-    timings. Usage: ``order_metrics(["fit_time_s", "khat_mean", "test_ll_is"])``."""
+    timings. Usage: ``order_metrics(["fit_time_s", "test_ll_khat", "test_ll"])``."""
     names = list(dict.fromkeys(names))
     rank = {name: i for i, name in enumerate(METRICS)}
     kinds = {"quality": 0, "other": 1, "diagnostic": 2, "time": 3}

@@ -38,7 +38,7 @@ PUBLISHED = [
      "source": "Someone et al. 2020", "note": ""},
     {"model": "reg", "data": None, "method": "pbp", "metric": "test_ll", "value": -0.77,
      "source": "Other et al. 2015", "note": "their Table 2"},
-    {"model": "gen", "data": "mnist", "method": "vae_k1", "metric": "test_ll_is", "value": -86.8,
+    {"model": "gen", "data": "mnist", "method": "vae_k1", "metric": "test_ll", "value": -86.8,
      "source": "Never run et al.", "note": ""},
 ]
 
@@ -47,7 +47,7 @@ def synthetic_results(seed: int = 0) -> pd.DataFrame:
     """Two models x three methods x three seeds, ``status == "ok"``, random but known numbers.
 
     On ``reg`` (regression) beta has the best test_ll and the lowest rmse; on ``gen`` beta has
-    the best test_ll_is; gamma's k-hat is above 0.7 on ``gen`` seed 1 only.
+    the best test_ll; gamma's k-hat is above 0.7 on ``gen`` seed 1 only.
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -67,8 +67,8 @@ def synthetic_results(seed: int = 0) -> pd.DataFrame:
                     row.update(test_ll=-1.0 + 0.3 * quality + 0.05 * rng.normal(),
                                rmse=0.6 - 0.1 * quality + 0.01 * rng.normal())
                 else:
-                    row.update(test_ll_is=-95.0 + 3 * quality + rng.normal(),
-                               khat_mean=0.95 if (method == "gamma" and seed_ == 1) else 0.4,
+                    row.update(test_ll=-95.0 + 3 * quality + rng.normal(),
+                               test_ll_khat=0.95 if (method == "gamma" and seed_ == 1) else 0.4,
                                num_train=250, min_ess_bulk=100 + rng.random())
                 rows.append(row)
     return pd.DataFrame(rows)
@@ -83,7 +83,7 @@ def test_per_model_tables_hold_pandas_means_and_standard_errors():
     tables = {t.model: t for t in model_tables(frame, PUBLISHED)}
     assert set(tables) == {"reg", "gen"}
     for model, metrics in (("reg", ["test_ll", "rmse", "fit_time_s"]),
-                           ("gen", ["test_ll_is", "min_ess_bulk", "wall_time_s"])):
+                           ("gen", ["test_ll", "min_ess_bulk", "wall_time_s"])):
         t = tables[model]
         for metric in metrics:
             expected = _pandas_stats(frame[frame["model"] == model], metric)
@@ -114,7 +114,7 @@ def test_columns_are_quality_then_diagnostics_then_time():
     assert columns[:2] == ["method", "n"]
     kinds = [metric_info(c.rstrip(" ↑↓")).kind for c in columns[2:]]
     assert kinds == sorted(kinds, key=["quality", "other", "diagnostic", "time"].index)
-    assert columns.index("test_ll_is ↑") < columns.index("khat_mean ↓") < columns.index(
+    assert columns.index("test_ll ↑") < columns.index("test_ll_khat ↓") < columns.index(
         "fit_time_s ↓")
     assert order_metrics(["cpu_time_s", "max_rhat", "my_metric", "rmse"]) == [
         "rmse", "my_metric", "max_rhat", "cpu_time_s"]
@@ -146,7 +146,7 @@ def test_overview_names_the_winner_in_the_metric_direction():
     se = math.hypot(stats.loc[("reg", "beta"), "sem"], stats.loc[("reg", "alpha"), "sem"])
     assert found["reg"].margin == pytest.approx(margin)
     assert found["reg"].z == pytest.approx(margin / se)
-    assert found["gen"].metric == "test_ll_is" and found["gen"].method == "beta"
+    assert found["gen"].metric == "test_ll" and found["gen"].method == "beta"
     # lower is better: without test_ll the headline is rmse and the smallest rmse wins
     no_ll = frame[frame["model"] == "reg"].drop(columns=["test_ll", "elbo"])
     no_ll.loc[no_ll["label"] == "gamma", "rmse"] = 0.01  # now clearly the best
@@ -161,16 +161,16 @@ def test_overview_names_the_winner_in_the_metric_direction():
 def test_khat_above_07_marks_the_importance_sampled_value_unreliable():
     frame = synthetic_results()
     gen = next(t for t in model_tables(frame) if t.model == "gen")
-    printed = gen.table.set_index("method")["test_ll_is ↑"]
-    gamma = frame[(frame["model"] == "gen") & (frame["label"] == "gamma")]["test_ll_is"]
+    printed = gen.table.set_index("method")["test_ll ↑"]
+    gamma = frame[(frame["model"] == "gen") & (frame["label"] == "gamma")]["test_ll"]
     assert printed["gamma"] == f"{gamma.mean():.4g} {UNRELIABLE}"
     assert "+-" not in printed["gamma"]
     assert UNRELIABLE not in printed["alpha"] and "+-" in printed["alpha"]
     # a k-hat column does not make non-IS columns unreliable
     assert UNRELIABLE not in gen.table.set_index("method").loc["gamma", "min_ess_bulk ↑"]
-    # psis_khat works too, and in the overview the unreliable winner is marked, with no SE
-    frame2 = frame[frame["model"] == "gen"].drop(columns=["khat_mean"]).assign(psis_khat=0.2)
-    frame2.loc[frame2["label"] == "beta", "psis_khat"] = 0.71
+    # in the overview the unreliable winner is marked, with no SE
+    frame2 = frame[frame["model"] == "gen"].assign(test_ll_khat=0.2)
+    frame2.loc[frame2["label"] == "beta", "test_ll_khat"] = 0.71
     (w,) = winners(model_tables(frame2))
     assert w.method == "beta" and w.unreliable and not w.runner_up_unreliable
     glance = glance_table([w]).iloc[0]
@@ -216,7 +216,7 @@ def test_report_files_show_tables_overview_published_rows_and_figures(tmp_path: 
         model = "gen"
         data = "mnist"
         method = "vae_k1"
-        metric = "test_ll_is"
+        metric = "test_ll"
         value = -86.8
         source = "Never run et al."
     """))

@@ -23,11 +23,14 @@ KHAT_RELIABLE = 0.7
 
 @dataclass(frozen=True)
 class Metric:
-    """One reported figure: a description, its unit and the direction of improvement."""
+    """One reported figure: a description, its unit, the direction of improvement and its
+    kind (``quality``: how good the posterior or predictions are; ``diagnostic``: how far to
+    trust them; ``time``; ``bookkeeping``: sizes and sample counts, not measurements)."""
 
     description: str
     unit: str = ""
     higher_is_better: bool | None = None
+    kind: str = "quality"
 
 
 METRICS: dict[str, Metric] = {
@@ -36,23 +39,23 @@ METRICS: dict[str, Metric] = {
                       "local latents, log-mean-exp of p(y | x, draw) over posterior draws "
                       "otherwise", "nats per data point", True),
     "test_ll_se": Metric("standard error of test_ll across data points (absent when the "
-                         "estimate is unreliable)", "nats per data point"),
+                         "estimate is unreliable)", "nats per data point", kind="diagnostic"),
     "test_ll_mc_se": Metric("Monte Carlo error of the importance-sampled test_ll",
-                            "nats per data point"),
+                            "nats per data point", kind="diagnostic"),
     "test_ll_khat": Metric("mean PSIS k-hat of the importance weights of test_ll; above 0.7 "
-                           "the estimate is unreliable", "", False),
-    "test_ll_khat_max": Metric("largest per-point PSIS k-hat of test_ll"),
-    "test_ll_unreliable_frac": Metric("share of data points whose k-hat exceeds 0.7", "", False),
-    "test_ll_reliable": Metric("1 when test_ll_khat <= 0.7, else 0"),
+                           "the estimate is unreliable", "", False, kind="diagnostic"),
+    "test_ll_khat_max": Metric("largest per-point PSIS k-hat of test_ll", kind="diagnostic"),
+    "test_ll_unreliable_frac": Metric("share of data points whose k-hat exceeds 0.7", "", False, kind="diagnostic"),
+    "test_ll_reliable": Metric("1 when test_ll_khat <= 0.7, else 0", kind="diagnostic"),
     "test_ll_exact": Metric("exact held-out log p(x) where the model has a closed form",
                             "nats per data point", True),
     "test_elbo": Metric("held-out ELBO (mean log importance weight)", "nats per data point",
                         True),
     "gap": Metric("test_ll - test_elbo: what the guide loses to the bound", "nats per data "
-                  "point", False),
-    "eval_samples": Metric("importance samples per data point"),
-    "eval_points": Metric("held-out data points evaluated"),
-    "eval_draws": Metric("posterior draws used for predictive metrics"),
+                  "point", False, kind="diagnostic"),
+    "eval_samples": Metric("importance samples per data point", kind="bookkeeping"),
+    "eval_points": Metric("held-out data points evaluated", kind="bookkeeping"),
+    "eval_draws": Metric("posterior draws used for predictive metrics", kind="bookkeeping"),
     # predictive metrics
     "rmse": Metric("root mean squared error of the predictive mean (original target scale)",
                    "target units", False),
@@ -70,24 +73,25 @@ METRICS: dict[str, Metric] = {
     "sparsity": Metric("share of weights pruned (sparse variational dropout)", "", True),
     "compression": Metric("weights before / weights after pruning", "x", True),
     # training
-    "elbo": Metric("final training ELBO, mean of the last 5% of steps, per data point",
-                   "nats per data point", True),
+    "elbo": Metric("final training ELBO, mean of the last 5% of steps, summed over the "
+                   "training set (the report divides by num_train)", "nats", True),
     "psis_khat": Metric("PSIS k-hat of the guide against the posterior (Yao et al. 2018)", "",
-                        False),
+                        False, kind="diagnostic"),
     # MCMC
-    "min_ess_bulk": Metric("smallest bulk ESS over all parameters", "draws", True),
-    "min_ess_tail": Metric("smallest tail ESS over all parameters", "draws", True),
-    "ess_per_s": Metric("smallest bulk ESS per second of sampling", "draws / s", True),
-    "max_rhat": Metric("largest R-hat over all parameters", "", False),
-    "divergences": Metric("divergent post-warm-up transitions", "", False),
+    "min_ess_bulk": Metric("smallest bulk ESS over all parameters", "draws", True, kind="diagnostic"),
+    "min_ess_tail": Metric("smallest tail ESS over all parameters", "draws", True, kind="diagnostic"),
+    "ess_per_s": Metric("smallest bulk ESS per second of sampling", "draws / s", True, kind="diagnostic"),
+    "max_rhat": Metric("largest R-hat over all parameters", "", False, kind="diagnostic"),
+    "divergences": Metric("divergent post-warm-up transitions", "", False, kind="diagnostic"),
     # reference posteriors
     "ref_max_abs_z": Metric("largest |posterior mean - reference mean| / reference sd", "sd",
                             False),
     "ref_max_log_sd_ratio": Metric("largest |log(sd / reference sd)|", "", False),
+    "num_train": Metric("training points (the ELBO is their sum)", "", None, "bookkeeping"),
     # cost
-    "fit_time_s": Metric("seconds spent fitting", "s", False),
-    "wall_time_s": Metric("seconds for the whole cell", "s", False),
-    "cpu_time_s": Metric("CPU seconds of the cell's process", "s", False),
+    "fit_time_s": Metric("seconds spent fitting", "s", False, kind="time"),
+    "wall_time_s": Metric("seconds for the whole cell", "s", False, kind="time"),
+    "cpu_time_s": Metric("CPU seconds of the cell's process", "s", False, kind="time"),
 }
 
 
