@@ -7,6 +7,8 @@ Usage::
     zoo bench quick --resume                      # after an interruption: only missing cells
                                                   # (exit status 1 when any cell failed)
     zoo bench my_suite.toml --backend ray --jobs 8
+    zoo bench uci --budget max_steps=600 minutes=12 splits=3    # a reduced run, said so
+    zoo bench mnist-vae --smoke                   # every stage of every cell, tiny
     zoo report runs/quick                         # runs/quick/report.md and report.html
 
 The same verbs run without the ``zoo`` entry point as ``python -m benchmarks.cli bench ...``.
@@ -47,6 +49,12 @@ def register_commands(subparsers: Any) -> None:
     bench.add_argument("--dry-run", action="store_true",
                        help="validate the suite and print its cells without running them")
     bench.add_argument("--report", action="store_true", help="write the report when done")
+    bench.add_argument("--budget", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="cap every cell: max_steps, minutes (per variational fit), "
+                       "mcmc_draws, chains, max_points, is_samples, num_draws, seeds, splits")
+    bench.add_argument("--smoke", action="store_true",
+                       help="run the suite at a tiny size (one seed and split, a few steps): "
+                       "checks that every cell runs, measures nothing")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(func=_bench)
 
@@ -68,12 +76,21 @@ def _bench(args: argparse.Namespace) -> int:
         print("zoo bench: give a suite name or path (zoo bench --list shows them)",
               file=sys.stderr)
         return 2
+    from benchmarks.budget import apply_budget
+    from benchmarks.runner import effective_budget
+    from zoo.cli import _parse_config
+
     try:
         suite = load_suite(args.suite)
-    except SuiteError as err:
+        budget = _parse_config(args.budget, flag="--budget")
+        if args.smoke and budget:
+            raise SuiteError("--smoke sets its own budget; give --smoke or --budget, not both")
+        sized = apply_budget(suite, effective_budget(suite, budget, args.smoke))
+    except (SuiteError, ValueError) as err:
         print(f"zoo bench: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
+        suite = sized
         for cell in suite.cells:
             print(cell.cell_id, dict(cell.settings), dict(cell.config))
         print(f"{len(suite.cells)} cells")
@@ -82,8 +99,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     table = run_suite(suite, args.out, jobs=args.jobs, resume=args.resume,
                       backend=args.backend, retry_errors=args.retry_errors,
-                      progress=not args.no_progress)
-    out = args.out or f"runs/{suite.name}"
+                      progress=not args.no_progress, budget=budget, smoke=args.smoke)
+    out = args.out or f"runs/{suite.name}" + ("-smoke" if args.smoke else "")
     failed = int((table["status"] != "ok").sum()) if len(table) else 0
     print(f"{len(table)} cells, {failed} failed; results in {out}/results.csv")
     if args.report:

@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from benchmarks.backends import get_backend
+from benchmarks.budget import SMOKE, Budget, apply_budget
 from benchmarks.cells import CELLS_DIR, ID_COLUMNS, ROW_FILE, clean_partial, committed_row
 from benchmarks.suite import Cell, Suite, load_suite
 from inference.storage import atomic_path, atomic_write_text
@@ -47,17 +48,23 @@ def run_suite(
     *,
     retry_errors: bool = False,
     progress: bool = True,
+    budget: Mapping[str, Any] | None = None,
+    smoke: bool = False,
 ) -> pd.DataFrame:
     """Run every cell of a suite and return the results table (one row per cell).
 
     ``suite_name_or_path`` is a built-in suite name (``"quick"``), a path to a TOML file or a
     loaded :class:`~benchmarks.suite.Suite`. ``jobs`` cells run at a time on ``backend``
     ("local" worker processes or "ray"). ``resume`` keeps committed cells; ``retry_errors``
-    (with ``resume``) runs failed cells again.
+    (with ``resume``) runs failed cells again. ``budget`` caps the cells (merged over the
+    suite's own ``[budget]``, see :mod:`benchmarks.budget`); ``smoke`` runs the suite at the
+    tiny :data:`~benchmarks.budget.SMOKE` size into ``runs/<suite>-smoke`` by default.
     """
     suite = (suite_name_or_path if isinstance(suite_name_or_path, Suite)
              else load_suite(suite_name_or_path))
-    out = Path(out_dir) if out_dir is not None else Path("runs") / suite.name
+    suite = apply_budget(suite, effective_budget(suite, budget, smoke))
+    default = suite.name + ("-smoke" if smoke else "")
+    out = Path(out_dir) if out_dir is not None else Path("runs") / default
     runner = get_backend(backend, jobs=jobs)  # bad backend/jobs fail before touching files
     out.mkdir(parents=True, exist_ok=True)
     if not resume and (out / CELLS_DIR).exists():
@@ -87,6 +94,15 @@ def run_suite(
         if bar is not None:
             bar.close()
     return write_tables(suite, out)
+
+
+def effective_budget(suite: Suite, overrides: Mapping[str, Any] | None, smoke: bool
+                     ) -> Budget | None:
+    """The budget a run uses: :data:`SMOKE`, or the suite's ``[budget]`` under ``overrides``."""
+    if smoke:
+        return SMOKE
+    values = {**dict(suite.budget), **dict(overrides or {})}
+    return Budget.from_mapping(values, method="budget") if values else None
 
 
 def collect_rows(suite: Suite, out_dir: str | Path) -> pd.DataFrame:

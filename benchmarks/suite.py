@@ -41,6 +41,9 @@ Suite file format::
     method = "nuts"
     settings = { num_samples = 1000 } # per-cell overrides of the driver settings
 
+    [budget]                          # optional caps (benchmarks.budget.Budget), e.g.
+    max_steps = 600                   # zoo bench NAME --budget minutes=12 overrides them
+
     [[published]]                     # numbers to compare with, shown beside the measured ones
     model = "bnn"                     # (or, before the first table: published = [{...}, ...])
     data = "uci-boston-housing"
@@ -83,7 +86,7 @@ CELL_KEYS = frozenset(
 )
 PUBLISHED_KEYS = frozenset(("model", "data", "method", "metric", "value", "source", "note"))
 TOP_KEYS = frozenset(
-    ("name", "description", "imports", "defaults", "methods", "cell", "published")
+    ("name", "description", "imports", "defaults", "methods", "cell", "published", "budget")
 )
 
 
@@ -169,6 +172,7 @@ class Suite:
     cells: tuple[Cell, ...]
     published: tuple[Mapping[str, Any], ...] = ()
     imports: tuple[str, ...] = ()
+    budget: Mapping[str, Any] = field(default_factory=dict)  # see benchmarks.budget.Budget
     source: str = ""  # the TOML text the suite was read from
     path: Path | None = None
 
@@ -242,12 +246,16 @@ def parse_suite(
     imports = raw.get("imports", [])
     if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
         raise SuiteError(f"suite {name!r}: imports must be a list of module names")
+    budget = raw.get("budget", {})
+    if not isinstance(budget, Mapping):
+        raise SuiteError(f"suite {name!r}: [budget] must be a table")
     return Suite(
         name=name,
         description=str(raw.get("description", "")),
         cells=tuple(cells),
         published=published,
         imports=tuple(imports),
+        budget=dict(budget),
         source=source,
         path=path,
     )
@@ -392,6 +400,12 @@ def validate_suite(suite: Suite) -> None:
             importlib.import_module(module)
         except ImportError as err:
             raise SuiteError(f"suite {suite.name!r}: cannot import {module!r}: {err}") from None
+    from benchmarks.budget import Budget
+
+    try:
+        Budget.from_mapping(suite.budget, method="budget")
+    except ValueError as err:
+        raise SuiteError(f"suite {suite.name!r}, [budget]: {err}") from None
     known = {spec.name: spec for spec in zoo.list_models()}
     built: dict[str, Any] = {}
     for cell in suite.cells:

@@ -1,0 +1,134 @@
+"""Budgets: run a suite at a reduced size, and ``--smoke``, the tiny size every suite is tested at.
+
+A budget caps what each cell may spend: optimisation steps (KL-annealing and validation
+schedules shrink with them), wall-clock minutes per variational fit, MCMC warm-up and draws,
+the held-out points and samples of evaluation, and which seeds and splits run. Suites may
+declare one in a ``[budget]`` table; ``zoo bench NAME --budget key=value`` overrides it. A
+budgeted cell has its own id (its settings differ), so budgeted and full runs never mix in one
+output folder unnoticed, and every row keeps the settings it ran with.
+
+Usage::
+
+    from benchmarks.budget import Budget, SMOKE, apply_budget
+    small = apply_budget(load_suite("uci"), Budget(max_steps=600, minutes=12, splits=3))
+    tiny = apply_budget(load_suite("mnist-vae"), SMOKE)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from benchmarks.suite import Cell, Suite, SuiteError
+from inference.methods.settings import MethodSettings, integer, real
+
+__all__ = ["Budget", "SMOKE", "apply_budget"]
+
+
+@dataclass(frozen=True)
+class Budget(MethodSettings):
+    """Caps applied to every cell of a suite (``None``: no cap).
+
+    ``max_steps``: optimisation steps of variational fits; ``minutes``: wall-clock minutes of
+    one variational fit (it stops early and says so); ``mcmc_draws``: MCMC warm-up and draws
+    per chain; ``chains``: MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
+    evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
+    only the first n seeds / splits of the suite; ``one_per_method``: one cell per model, data
+    set and method (the first).
+    """
+
+    max_steps: int | None = integer(None, minimum=1, optional=True)
+    minutes: float | None = real(None, minimum=0.0, exclusive=True, optional=True)
+    mcmc_draws: int | None = integer(None, minimum=1, optional=True)
+    chains: int | None = integer(None, minimum=1, optional=True)
+    max_points: int | None = integer(None, minimum=1, optional=True)
+    is_samples: int | None = integer(None, minimum=1, optional=True)
+    num_draws: int | None = integer(None, minimum=1, optional=True)
+    seeds: int | None = integer(None, minimum=1, optional=True)
+    splits: int | None = integer(None, minimum=1, optional=True)
+    one_per_method: bool = False
+
+    def merged(self, overrides: Mapping[str, Any]) -> "Budget":
+        """This budget with some fields replaced (checked)."""
+        return type(self).from_mapping({**self.as_dict(), **dict(overrides)}, method="budget")
+
+
+#: the size ``zoo bench NAME --smoke`` runs at: every stage of every cell, in seconds
+SMOKE = Budget(max_steps=3, mcmc_draws=8, chains=2, max_points=16, is_samples=8, num_draws=4,
+               seeds=1, splits=1, one_per_method=True)
+
+
+def _capped(value: Any, cap: int | None) -> Any:
+    return value if cap is None or value is None else min(int(value), cap)
+
+
+def _vi_settings(settings: dict[str, Any], default_steps: int, budget: Budget) -> dict[str, Any]:
+    steps = int(settings.get("num_steps", default_steps))
+    if budget.max_steps is not None and steps > budget.max_steps:
+        ratio = budget.max_steps / steps
+        settings["num_steps"] = budget.max_steps
+        anneal = settings.get("kl_anneal")
+        if isinstance(anneal, Mapping) and "steps" in anneal:  # the schedule shrinks with the fit
+            settings["kl_anneal"] = {**anneal, "steps": max(1, round(anneal["steps"] * ratio))}
+        for key in ("eval_every", "checkpoint_every"):
+            if settings.get(key) is not None:
+                settings[key] = max(1, min(int(settings[key]), budget.max_steps))
+    if budget.minutes is not None:
+        limit = budget.minutes * 60.0
+        settings["time_limit_s"] = min(float(settings.get("time_limit_s") or limit), limit)
+    return settings
+
+
+def _cell_under(cell: Cell, budget: Budget) -> Cell:
+    from inference.methods import get
+
+    entry = get(cell.method)
+    defaults = entry.settings_from({"guide": cell.guide} if cell.guide else {}).as_dict()
+    settings = dict(cell.settings)
+    if entry.family == "vi" and "num_steps" in entry.fields:
+        settings = _vi_settings(settings, int(defaults["num_steps"]), budget)
+        if budget.minutes is not None and "time_limit_s" not in entry.fields:
+            settings.pop("time_limit_s")
+    if entry.family == "mcmc":
+        for key in ("num_warmup", "num_samples"):
+            value = _capped(settings.get(key, defaults.get(key)), budget.mcmc_draws)
+            if value is not None and value != defaults.get(key):
+                settings[key] = value
+        if budget.chains is not None and int(settings.get("num_chains", defaults["num_chains"])
+                                             ) > budget.chains:
+            settings["num_chains"] = budget.chains
+    evaluation = dict(cell.evaluation)
+    for key, cap in (("max_points", budget.max_points), ("is_samples", budget.is_samples),
+                     ("num_draws", budget.num_draws)):
+        if cap is not None:
+            evaluation[key] = _capped(evaluation.get(key, cap), cap)
+    config = dict(cell.config)
+    if budget.is_samples is not None and "eval_samples" in config:  # a model's own default
+        config["eval_samples"] = min(int(config["eval_samples"]), budget.is_samples)
+    return dataclasses.replace(cell, settings=settings, evaluation=evaluation, config=config)
+
+
+def _first(values: list[Any], n: int | None) -> set[Any]:
+    ordered = list(dict.fromkeys(values))
+    return set(ordered if n is None else ordered[:n])
+
+
+def apply_budget(suite: Suite, budget: Budget | None) -> Suite:
+    """The suite with ``budget`` applied to every cell (the suite itself when ``None``)."""
+    if budget is None:
+        return suite
+    seeds = _first([c.seed for c in suite.cells], budget.seeds)
+    splits = _first([c.split for c in suite.cells], budget.splits)
+    cells, seen = [], set()
+    for cell in suite.cells:
+        if cell.seed not in seeds or cell.split not in splits:
+            continue
+        key = (cell.model, cell.data, cell.label)
+        if budget.one_per_method and key in seen:
+            continue
+        seen.add(key)
+        cells.append(dataclasses.replace(_cell_under(cell, budget), index=len(cells)))
+    if not cells:
+        raise SuiteError(f"suite {suite.name!r}: the budget leaves no cell to run")
+    return dataclasses.replace(suite, cells=tuple(cells))
