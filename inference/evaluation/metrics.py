@@ -89,6 +89,7 @@ METRICS: dict[str, Metric] = {
     "ref_max_log_sd_ratio": Metric("largest |log(sd / reference sd)|", "", False),
     "num_train": Metric("training points (the ELBO is their sum)", "", None, "bookkeeping"),
     # cost
+    "step_ms": Metric("milliseconds per optimisation step", "ms", False, kind="time"),
     "fit_time_s": Metric("seconds spent fitting", "s", False, kind="time"),
     "wall_time_s": Metric("seconds for the whole cell", "s", False, kind="time"),
     "cpu_time_s": Metric("CPU seconds of the cell's process", "s", False, kind="time"),
