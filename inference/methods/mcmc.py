@@ -24,11 +24,6 @@ from inference.methods.settings import (MethodSettings, anything, choice, flag, 
 
 __all__ = ["MCMCSettings", "KERNEL_OPTION_FIELDS"]
 
-#: capabilities of a gradient-based kernel; kernels may declare their own ``needs``
-_GRADIENT_NEEDS = ("continuous_latents", "differentiable_density", "no_learned_parameters",
-                   "full_batch")
-
-
 def _init_strategies() -> list[str]:
     from inference.mcmc import INIT_STRATEGIES
 
@@ -97,19 +92,12 @@ def _make_run(kernel_name: str) -> Any:
 
 
 def _register_kernels() -> None:
-    try:
-        from inference.mcmc.kernels import get_kernel, list_kernels
-    except ModuleNotFoundError:  # TEMPORARY-MERGE: until the kernel package lands
-        from types import SimpleNamespace
-        opts = {"nuts": ("max_tree_depth", "dense_mass"), "hmc": ("num_steps", "dense_mass"),
-                "rw": ()}
-        list_kernels = lambda: [SimpleNamespace(name=k, options=opts[k]) for k in opts]  # noqa
-        get_kernel = None
+    from inference.mcmc.kernels import get_kernel, list_kernels
+
     for entry in list_kernels():
         kernel = get_kernel(entry) if isinstance(entry, str) else entry
         register(kernel.name, family="mcmc", settings=_settings_class(kernel),
-                 needs=getattr(kernel, "needs", _GRADIENT_NEEDS),
-                 description=getattr(kernel, "description", "") or f"{kernel.name} MCMC kernel",
+                 needs=kernel.needs, description=kernel.description or f"{kernel.name} kernel",
                  )(_make_run(kernel.name))
 
 

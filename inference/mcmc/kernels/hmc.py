@@ -30,4 +30,6 @@ SPEC = KernelSpec(
     options=("num_steps", "dense_mass"),
     stats=("diverging", "acceptance_rate", "step_size", "n_steps", "energy", "lp"),
     build=build,
+    description=("Hamiltonian Monte Carlo (Pyro's HMC) with a fixed number of leapfrog steps or "
+                 "a fixed trajectory length"),
 )

@@ -182,4 +182,5 @@ SPEC = KernelSpec(
     options=(),
     stats=("diverging", "acceptance_rate", "step_size", "lp"),
     build=MALA,
+    description="Metropolis-adjusted Langevin: one gradient step plus noise, Metropolis-corrected",
 )

@@ -33,4 +33,6 @@ SPEC = KernelSpec(
     options=(),
     stats=("acceptance_rate", "step_size", "lp"),
     build=build,
+    description="Gaussian random-walk Metropolis in the unconstrained space (no gradients)",
+    needs=("continuous_latents", "no_learned_parameters", "full_batch"),
 )

@@ -16,9 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from inference.methods.capabilities import CAPABILITIES
+
 from inference.mcmc.protocol import KERNEL_OPTIONS, STATISTICS, Kernel, KernelSettings
 
-__all__ = ["KernelSpec", "register_kernel", "registered"]
+__all__ = ["KernelSpec", "register_kernel", "registered", "GRADIENT_NEEDS"]
+
+#: what a gradient-based sampler needs of a model: continuous latents, a differentiable
+#: density, no parameters left to optimise, and a full-data density at every step
+GRADIENT_NEEDS = ("continuous_latents", "differentiable_density", "no_learned_parameters",
+                  "full_batch")
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,14 @@ class KernelSpec:
     options: tuple[str, ...]
     stats: tuple[str, ...]
     build: Callable[[KernelSettings], Kernel]
+    description: str = ""
+    needs: tuple[str, ...] = GRADIENT_NEEDS
 
     def __post_init__(self) -> None:
+        unknown_needs = set(self.needs) - set(CAPABILITIES)
+        if unknown_needs:
+            raise ValueError(f"kernel {self.name!r}: unknown capabilities {sorted(unknown_needs)}"
+                             f"; known are {sorted(CAPABILITIES)}")
         unknown_options = set(self.options) - set(KERNEL_OPTIONS)
         if unknown_options:
             raise ValueError(f"kernel {self.name!r}: unknown options {sorted(unknown_options)}; "
