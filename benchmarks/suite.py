@@ -57,10 +57,9 @@ Keys of ``[[cell]]``: ``model`` (required), ``data`` (default: the model's defau
 ``data_options`` (loader keywords), ``split`` (grid key, passed to the loader as
 ``data_options["split"]``), ``method`` (required), ``seed`` (default 0), ``config`` (model
 configuration keywords), ``settings`` (driver-setting overrides), ``guide`` (overrides the
-method's guide), ``eval_split`` (the held-out split evaluated, default ``"test"``), ``evaluation`` (evaluation
-settings, :class:`inference.evaluation.EvalSettings`: ``is_samples``, ``num_draws``,
-``max_points`` ...),
-``psis_khat`` (compute the PSIS k-hat of an SVI guide, default false), ``plots`` (write the
+method's guide), ``eval_split`` (the held-out split evaluated, default ``"test"``),
+``evaluation`` (evaluation settings, :class:`inference.evaluation.EvalSettings`:
+``is_samples``, ``num_draws``, ``max_points`` ...), ``psis_khat`` (compute the PSIS k-hat of an SVI guide, default false), ``plots`` (write the
 standard plots, default true), ``label`` (the method label in tables; default the method name).
 """
 

@@ -45,7 +45,8 @@ METRICS: dict[str, Metric] = {
     "test_ll_khat": Metric("mean PSIS k-hat of the importance weights of test_ll; above 0.7 "
                            "the estimate is unreliable", "", False, kind="diagnostic"),
     "test_ll_khat_max": Metric("largest per-point PSIS k-hat of test_ll", kind="diagnostic"),
-    "test_ll_unreliable_frac": Metric("share of data points whose k-hat exceeds 0.7", "", False, kind="diagnostic"),
+    "test_ll_unreliable_frac": Metric("share of data points whose k-hat exceeds 0.7", "", False,
+                                      kind="diagnostic"),
     "test_ll_reliable": Metric("1 when test_ll_khat <= 0.7, else 0", kind="diagnostic"),
     "test_ll_exact": Metric("exact held-out log p(x) where the model has a closed form",
                             "nats per data point", True),
@@ -78,9 +79,12 @@ METRICS: dict[str, Metric] = {
     "psis_khat": Metric("PSIS k-hat of the guide against the posterior (Yao et al. 2018)", "",
                         False, kind="diagnostic"),
     # MCMC
-    "min_ess_bulk": Metric("smallest bulk ESS over all parameters", "draws", True, kind="diagnostic"),
-    "min_ess_tail": Metric("smallest tail ESS over all parameters", "draws", True, kind="diagnostic"),
-    "ess_per_s": Metric("smallest bulk ESS per second of sampling", "draws / s", True, kind="diagnostic"),
+    "min_ess_bulk": Metric("smallest bulk ESS over all parameters", "draws", True,
+                           kind="diagnostic"),
+    "min_ess_tail": Metric("smallest tail ESS over all parameters", "draws", True,
+                           kind="diagnostic"),
+    "ess_per_s": Metric("smallest bulk ESS per second of sampling", "draws / s", True,
+                        kind="diagnostic"),
     "max_rhat": Metric("largest R-hat over all parameters", "", False, kind="diagnostic"),
     "divergences": Metric("divergent post-warm-up transitions", "", False, kind="diagnostic"),
     # reference posteriors

@@ -27,5 +27,6 @@ SPEC = KernelSpec(
     options=("max_tree_depth", "dense_mass"),
     stats=("diverging", "acceptance_rate", "step_size", "tree_depth", "n_steps", "energy", "lp"),
     build=build,
-    description="the No-U-Turn sampler (Pyro's NUTS): adapted step size and diagonal or dense mass matrix",
+    description=("the No-U-Turn sampler (Pyro's NUTS): adapted step size and a diagonal or "
+                 "dense mass matrix"),
 )
