@@ -11,11 +11,13 @@ parameters and optimiser moments stay those of the last good step.
 Usage::
 
     from inference.svi import SVIEngine
+    from inference.svi.callbacks import Checkpointer, ProgressBar
     engine = SVIEngine.build(model, model_kwargs, guide="auto_normal", lr=0.01, seed=0)
     for _ in range(100):
         loss = engine.step()
-    engine.step_count, engine.losses[-1]
-    engine.run(900, callbacks=[EarlyStopping(...), Checkpointer("run/ckpt.pt", every=100)])
+    engine.step_count, engine.losses[-1]       # 100, the last loss
+    # on to 1000 steps in all, with callbacks
+    engine.run(1000, callbacks=[Checkpointer("run/ckpt.pt", every=100), ProgressBar(1000)])
 
     # or from parts
     engine = SVIEngine(model, guide, Trace_ELBO(), pyro.optim.Adam({"lr": 0.01}), {"y": y})
@@ -65,6 +67,8 @@ class SVIEngine:
     ``kl_anneal`` (a :class:`~inference.schedules.KLAnnealing`) makes the objective at step
     ``t`` the annealed one, with the KL weight of step ``t``, however the engine is stepped.
     Pyro's parameter store holds the parameters, as for ``pyro.infer.SVI``.
+
+    Usage: ``engine = SVIEngine.build(model, {"y": y}); loss = engine.step()``.
     """
 
     def __init__(self, model: Callable[..., Any], guide: Callable[..., Any], elbo: ELBO,
