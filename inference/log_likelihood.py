@@ -24,67 +24,28 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import site_is_subsample
 
-__all__ = ["pointwise_log_likelihood", "observed_data", "max_plate_nesting"]
+from inference.sites import data_plate, model_trace, plate_nesting, site_kinds
+
+__all__ = ["pointwise_log_likelihood", "observed_data"]
 
 #: default bound on the number of tensor elements (one draw's sample values times draws) per chunk
 _DEFAULT_CHUNK_ELEMENTS = 2**23
 _DRAW_PLATE = "_draws"
 
 
-def _trace(model: Callable[..., Any], model_kwargs: Mapping[str, Any]) -> Any:
-    with torch.no_grad(), poutine.block():
-        return poutine.trace(model).get_trace(**model_kwargs)
-
-
-def _is_deterministic(site: Mapping[str, Any]) -> bool:
-    return bool(site.get("infer", {}).get("_deterministic", False))
-
-
-def _sample_sites(trace: Any) -> dict[str, Mapping[str, Any]]:
-    return {
-        name: site
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not _is_deterministic(site)
-        and not site_is_subsample(site)
-    }
-
-
-def _observed_names(trace: Any) -> list[str]:
-    return [n for n, s in _sample_sites(trace).items() if s["is_observed"]]
-
-
-def _latent_names(trace: Any) -> list[str]:
-    return [n for n, s in _sample_sites(trace).items() if not s["is_observed"]]
-
-
-def max_plate_nesting(trace: Any) -> int:
-    """The deepest vectorised plate dimension used in a trace (0 without plates)."""
-    depth = 0
-    for site in trace.nodes.values():
-        if site["type"] != "sample":
-            continue
-        for frame in site["cond_indep_stack"]:
-            if frame.vectorized and frame.dim is not None:
-                depth = max(depth, -frame.dim)
-    return depth
-
-
-def _has_data_plate(site: Mapping[str, Any]) -> bool:
-    return any(f.vectorized and f.dim == -1 for f in site["cond_indep_stack"])
-
-
 def observed_data(model: Callable[..., Any], model_kwargs: Mapping[str, Any] | None = None
                   ) -> dict[str, np.ndarray]:
     """The values of every observed site in one trace of ``model(**model_kwargs)``.
 
+    ``pyro.factor`` sites are terms of the density, not data, and are left out
+    (:mod:`inference.sites`).
     Example: ``observed_data(m.model, m.model_kwargs(ds))["y"].shape == (n,)``.
     """
-    trace = _trace(model, dict(model_kwargs or {}))
+    trace = model_trace(model, model_kwargs)
     return {
         name: trace.nodes[name]["value"].detach().cpu().numpy().copy()
-        for name in _observed_names(trace)
+        for name in site_kinds(trace).observed
     }
 
 
@@ -116,7 +77,7 @@ def _flatten_draws(
     return lead, flat
 
 
-def _reduce_to_data_dim(log_prob: torch.Tensor, nesting: int, data_plate: bool,
+def _reduce_to_data_dim(log_prob: torch.Tensor, nesting: int, in_data_plate: bool,
                         leading: int) -> torch.Tensor:
     """Sum every batch dim except the ``leading`` draw dims and the data plate dim (-1).
 
@@ -125,7 +86,7 @@ def _reduce_to_data_dim(log_prob: torch.Tensor, nesting: int, data_plate: bool,
     """
     while log_prob.dim() < leading + nesting:
         log_prob = log_prob.unsqueeze(leading if log_prob.dim() >= leading else 0)
-    if data_plate:
+    if in_data_plate:
         inner = tuple(range(leading, log_prob.dim() - 1))
         return log_prob.sum(inner) if inner else log_prob
     inner = tuple(range(leading, log_prob.dim()))
@@ -143,7 +104,7 @@ def _site_log_prob(site: Mapping[str, Any]) -> torch.Tensor:
 
 
 def _vectorised_chunk(model, kwargs, draws: dict[str, torch.Tensor], size: int, nesting: int,
-                      observed: list[str], data_plate: dict[str, bool]) -> dict[str, torch.Tensor]:
+                      observed: list[str], in_plate: dict[str, bool]) -> dict[str, torch.Tensor]:
     with torch.no_grad(), poutine.block():
         with pyro.plate(_DRAW_PLATE, size, dim=-(nesting + 1)):
             trace = poutine.trace(poutine.condition(model, data=draws)).get_trace(**kwargs)
@@ -154,16 +115,16 @@ def _vectorised_chunk(model, kwargs, draws: dict[str, torch.Tensor], size: int, 
         while log_prob.dim() < nesting + 1:
             log_prob = log_prob.unsqueeze(0)
         log_prob = log_prob.expand((size,) + log_prob.shape[1:])
-        out[name] = _reduce_to_data_dim(log_prob, nesting, data_plate[name], leading=1)
+        out[name] = _reduce_to_data_dim(log_prob, nesting, in_plate[name], leading=1)
     return out
 
 
 def _single_draw(model, kwargs, draw: dict[str, torch.Tensor], nesting: int,
-                 observed: list[str], data_plate: dict[str, bool]) -> dict[str, torch.Tensor]:
+                 observed: list[str], in_plate: dict[str, bool]) -> dict[str, torch.Tensor]:
     with torch.no_grad(), poutine.block():
         trace = poutine.trace(poutine.condition(model, data=draw)).get_trace(**kwargs)
     return {
-        name: _reduce_to_data_dim(_site_log_prob(trace.nodes[name]), nesting, data_plate[name],
+        name: _reduce_to_data_dim(_site_log_prob(trace.nodes[name]), nesting, in_plate[name],
                                   leading=0)
         for name in observed
     }
@@ -192,6 +153,8 @@ def pointwise_log_likelihood(
 ) -> dict[str, np.ndarray]:
     """Log-likelihood of each observation under each posterior draw, for every observed site.
 
+    ``pyro.factor`` sites are not observations and get no entry (:mod:`inference.sites`).
+
     ``posterior`` maps latent sites to arrays shaped ``(chain, draw, ...)`` (extra entries such
     as deterministic sites are ignored). Returns ``{site: (chain, draw, n_obs)}`` where ``n_obs``
     is the size of the site's data plate (``dim=-1``); other batch and event dimensions are
@@ -207,17 +170,18 @@ def pointwise_log_likelihood(
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     kwargs = dict(model_kwargs or {})
-    ref = _trace(model, kwargs)
-    nesting = max_plate_nesting(ref)
-    observed = _observed_names(ref)
+    ref = model_trace(model, kwargs)
+    nesting = plate_nesting(ref)
+    kinds = site_kinds(ref)
+    observed = list(kinds.observed)
     if not observed:
         raise ValueError("the model has no observed sites: were the observations passed in "
                          f"model_kwargs? (keywords given: {sorted(kwargs)})")
-    latents = _latent_names(ref)
+    latents = list(kinds.latent)
     (num_chains, num_draws), flat = _flatten_draws(posterior, latents)
     total = num_chains * num_draws
-    sites = _sample_sites(ref)
-    data_plate = {name: _has_data_plate(sites[name]) for name in observed}
+    sites = {name: ref.nodes[name] for name in kinds.latent + kinds.observed + kinds.factor}
+    in_data_plate = {name: data_plate(sites[name]) is not None for name in observed}
     tensors = {
         name: torch.as_tensor(flat[name], dtype=sites[name]["value"].dtype,
                               device=sites[name]["value"].device)
@@ -235,7 +199,7 @@ def pointwise_log_likelihood(
             draws = {name: _reshape_for_plate(value[start:stop], nesting)
                      for name, value in tensors.items()}
             chunk = _vectorised_chunk(model, kwargs, draws, stop - start, nesting, observed,
-                                      data_plate)
+                                      in_data_plate)
             for name in observed:
                 pieces[name].append(chunk[name])
         return pieces
@@ -244,7 +208,7 @@ def pointwise_log_likelihood(
         pieces: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
         for index in range(total):
             draw = {name: value[index] for name, value in tensors.items()}
-            single = _single_draw(model, kwargs, draw, nesting, observed, data_plate)
+            single = _single_draw(model, kwargs, draw, nesting, observed, in_data_plate)
             for name in observed:
                 pieces[name].append(single[name].unsqueeze(0))
         return pieces

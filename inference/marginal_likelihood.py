@@ -38,7 +38,8 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import site_is_subsample
+
+from inference.sites import data_plate, data_plate_size, plate_nesting, site_kind
 
 __all__ = ["ImportanceEstimate", "importance_log_likelihood", "log_importance_weights",
            "split_batches"]
@@ -155,29 +156,16 @@ def split_batches(
 
 
 # ----------------------------------------------------------------------------- weights
-def _plate_nesting(trace: Any) -> int:
-    dims = [-f.dim for site in trace.nodes.values() if site["type"] == "sample"
-            for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None]
-    return max(dims, default=0)
-
-
-def _data_size(trace: Any) -> int | None:
-    """Size of the plate at ``dim=-1`` (the data plate), from the observed sites."""
-    for site in trace.nodes.values():
-        if site["type"] == "sample" and not site_is_subsample(site):
-            for f in site["cond_indep_stack"]:
-                if f.vectorized and f.dim == -1 and f.name != _PARTICLE_PLATE:
-                    return int(f.size)
-    return None
+#: the sample sites with a density in log p(x, z) or log q(z | x)
+_DENSITY_KINDS = ("latent", "observed", "factor")
 
 
 def _check_local(trace: Any, role: str, n: int) -> None:
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
+        if site_kind(site) not in _DENSITY_KINDS:
             continue
-        in_data = any(f.dim == -1 and f.size == n and f.name != _PARTICLE_PLATE
-                      for f in site["cond_indep_stack"])
-        if not in_data:
+        frame = data_plate(site, exclude=(_PARTICLE_PLATE,))
+        if frame is None or frame.size != n:
             raise ValueError(
                 f"importance_log_likelihood needs every sample site inside the data plate "
                 f"(dim=-1, size {n}); {role} site {name!r} is not (global latent variables "
@@ -186,10 +174,10 @@ def _check_local(trace: Any, role: str, n: int) -> None:
 
 
 def _site_terms(trace: Any, num_particles: int, n: int, nesting: int) -> torch.Tensor:
-    """Sum of the sample sites' log densities, reduced to shape (particles, n)."""
+    """Sum of the log densities of the latent, observed and factor sites, shape (particles, n)."""
     total = torch.zeros(num_particles, n)
     for site in trace.nodes.values():
-        if site["type"] != "sample" or site_is_subsample(site):
+        if site_kind(site) not in _DENSITY_KINDS:
             continue
         lp = site["log_prob"]
         lp = lp.reshape((1,) * (nesting + 1 - lp.dim()) + lp.shape)
@@ -276,14 +264,14 @@ def importance_log_likelihood(
             with torch.no_grad(), poutine.block():
                 probe_g = poutine.trace(guide).get_trace(**kwargs)
                 probe_m = poutine.trace(poutine.replay(model, trace=probe_g)).get_trace(**kwargs)
-            n = _data_size(probe_m)
+            n = data_plate_size(probe_m, exclude=(_PARTICLE_PLATE,))
             if n is None:
                 raise ValueError("the model has no plate at dim=-1 (the data plate)")
             _check_local(probe_g, "guide", n)
             _check_local(probe_m, "model", n)
             nesting = max_plate_nesting
             if nesting is None:
-                nesting = max(_plate_nesting(probe_m), _plate_nesting(probe_g), 1)
+                nesting = max(plate_nesting(probe_m, probe_g), 1)
             chunks = []
             done = 0
             while done < num_samples:

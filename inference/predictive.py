@@ -20,53 +20,44 @@ import warnings
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
-import pyro.poutine as poutine
 import torch
 from pyro.infer import Predictive
 from pyro.poutine.uncondition_messenger import UnconditionMessenger
-from pyro.poutine.util import site_is_subsample
+
+from inference.sites import model_trace, site_kind, site_kinds
 
 __all__ = ["posterior_predictive", "site_names"]
 
 
 class _ResampleObserved(UnconditionMessenger):
-    """``poutine.uncondition`` that leaves ``pyro.deterministic`` sites alone.
+    """``poutine.uncondition`` for data sites only: ``pyro.deterministic`` and ``pyro.factor``
+    sites are left alone.
 
     Unconditioning a deterministic site would sample its ``Delta``, whose default
-    ``event_dim`` (all dims of the value) inside a plate yields a wrongly shaped value.
+    ``event_dim`` (all dims of the value) inside a plate yields a wrongly shaped value; a
+    factor is a density term with nothing to resample.
     """
 
     def _pyro_sample(self, msg: Any) -> None:
-        if (msg.get("infer") or {}).get("_deterministic", False):
+        if site_kind(msg) in ("deterministic", "factor"):
             return
         super()._pyro_sample(msg)
 
 
 def site_names(model: Callable[..., Any], model_kwargs: Mapping[str, Any] | None = None
                ) -> dict[str, list[str]]:
-    """Names of the model's sample sites by kind: ``latent``, ``observed``, ``deterministic``.
+    """Names of the model's sample sites by kind (:func:`inference.sites.site_kinds`).
 
+    Keys: ``latent``, ``observed``, ``factor`` (``pyro.factor`` terms, not data),
+    ``deterministic``, ``subsample``.
     Example: ``site_names(m.model, kwargs)["observed"] == ["y"]``.
     """
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(model).get_trace(**dict(model_kwargs or {}))
-    kinds: dict[str, list[str]] = {"latent": [], "observed": [], "deterministic": []}
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        if site.get("infer", {}).get("_deterministic", False):
-            kinds["deterministic"].append(name)
-        elif site["is_observed"]:
-            kinds["observed"].append(name)
-        else:
-            kinds["latent"].append(name)
-    return kinds
+    return site_kinds(model_trace(model, model_kwargs)).as_dict()
 
 
 def _value_meta(model: Callable[..., Any], kwargs: Mapping[str, Any]
                 ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(model).get_trace(**kwargs)
+    trace = model_trace(model, kwargs)
     return {
         name: (tuple(site["value"].shape), site["value"].dtype)
         for name, site in trace.nodes.items()

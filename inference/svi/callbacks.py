@@ -1,0 +1,175 @@
+"""Callbacks for :meth:`SVIEngine.run`: early stopping, checkpoints, a progress bar.
+
+A callback is any object with the hooks of :class:`Callback` (subclass it and override what
+you need). :meth:`~inference.svi.engine.SVIEngine.run` calls ``on_run_start(engine)``, then
+``on_step_end(engine, loss)`` after every step, ``on_divergence(engine, error)`` when a step
+raises :class:`~inference.errors.DivergenceError`, ``on_run_end(engine)`` when the run
+completes (all steps done or a callback called ``engine.request_stop()``), and ``close()``
+always. Callbacks run in the order given; put :class:`EarlyStopping` before the
+:class:`Checkpointer` that stores its state.
+
+Usage::
+
+    from inference.svi.callbacks import Checkpointer, EarlyStopping, ProgressBar
+    early = EarlyStopping({"y": y_valid}, eval_every=50, patience=3)
+    engine.run(2000, callbacks=[early, Checkpointer("run/ckpt.pt", every=100, extra=early.state),
+                                ProgressBar(2000)])
+    early.restore_best()
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from inference.checkpoint import restore_params, snapshot_params
+from inference.errors import DivergenceError
+
+if TYPE_CHECKING:
+    from inference.svi.engine import SVIEngine
+
+__all__ = ["Callback", "EarlyStopping", "Checkpointer", "ProgressBar"]
+
+
+class Callback:
+    """Base class with no-op hooks (see the module docstring for when each is called).
+
+    Usage: ``class Log(Callback): def on_step_end(self, engine, loss): print(loss)``.
+    """
+
+    def on_run_start(self, engine: "SVIEngine") -> None:
+        """Before the first step of :meth:`SVIEngine.run`."""
+
+    def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
+        """After each successful step (``engine.step_count`` steps are done)."""
+
+    def on_divergence(self, engine: "SVIEngine", error: DivergenceError) -> None:
+        """A step diverged; the engine still holds the last good state. The error propagates."""
+
+    def on_run_end(self, engine: "SVIEngine") -> None:
+        """After the last step of a run that was not ended by an error."""
+
+    def close(self) -> None:
+        """Always, last: release resources."""
+
+
+class EarlyStopping(Callback):
+    """Evaluates the objective on validation data every ``eval_every`` steps; stops the run
+    after ``patience`` evaluations without improvement (``None``: never) and remembers the
+    parameters of the best one.
+
+    The evaluation uses :meth:`SVIEngine.validation_loss` (no KL annealing, RNG untouched), so
+    validating does not change the training trajectory. Its state is plain data
+    (:meth:`state` / :meth:`load_state`) for checkpoints.
+    Usage: ``early = EarlyStopping({"y": y_val}, eval_every=10, patience=2)``.
+    """
+
+    def __init__(self, validation_kwargs: Mapping[str, Any], eval_every: int = 100,
+                 patience: int | None = None) -> None:
+        self.validation_kwargs = dict(validation_kwargs)
+        self.eval_every, self.patience = eval_every, patience
+        self.best_value = math.inf
+        self.best_step = -1
+        self.bad_evals = 0
+        self.stopped_early = False
+        self.val_history: list[list[float]] = []
+        self.best_params: dict[str, Any] = {}
+
+    def state(self) -> dict[str, Any]:
+        """The early-stopping record as plain data (what a checkpoint's ``extra`` holds)."""
+        return {"best_value": self.best_value, "best_step": self.best_step,
+                "bad_evals": self.bad_evals, "stopped_early": self.stopped_early,
+                "val_history": list(self.val_history), "best_params": self.best_params}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from a record written by :meth:`state` (missing keys keep defaults)."""
+        self.best_value = float(state.get("best_value", self.best_value))
+        self.best_step = int(state.get("best_step", self.best_step))
+        self.bad_evals = int(state.get("bad_evals", self.bad_evals))
+        self.stopped_early = bool(state.get("stopped_early", self.stopped_early))
+        self.val_history = [list(v) for v in state.get("val_history", self.val_history)]
+        self.best_params = dict(state.get("best_params", self.best_params))
+
+    def on_run_start(self, engine: "SVIEngine") -> None:
+        if self.stopped_early:  # resumed after an early stop: nothing more to do
+            engine.request_stop()
+
+    def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
+        done = engine.step_count
+        if done % self.eval_every:
+            return
+        value = engine.validation_loss(self.validation_kwargs)
+        self.val_history = self.val_history + [[done, value]]
+        if value < self.best_value:
+            self.best_value, self.best_step, self.bad_evals = value, done, 0
+            self.best_params = snapshot_params()
+        else:
+            self.bad_evals += 1
+            if self.patience is not None and self.bad_evals >= self.patience:
+                self.stopped_early = True
+                engine.request_stop()
+
+    def restore_best(self) -> None:
+        """Put the best parameters seen back into the param store (if any evaluation ran)."""
+        if self.best_params:
+            restore_params(self.best_params)
+
+
+class Checkpointer(Callback):
+    """Writes the engine's checkpoint every ``every`` steps (``None``: never), at the end of
+    the run, and on divergence (with the last good parameters).
+
+    ``extra`` returns driver state to store alongside (e.g. ``EarlyStopping.state``).
+    Usage: ``Checkpointer("run/ckpt.pt", every=100)``; resume with ``engine.restore(path)``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every: int | None = None,
+                 extra: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        self.path, self.every, self.extra = path, every, extra
+
+    def save(self, engine: "SVIEngine") -> None:
+        """Write the checkpoint now."""
+        engine.save(self.path, extra=self.extra() if self.extra is not None else None)
+
+    def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
+        if self.every is not None and engine.step_count % self.every == 0:
+            self.save(engine)
+
+    def on_divergence(self, engine: "SVIEngine", error: DivergenceError) -> None:
+        self.save(engine)
+
+    def on_run_end(self, engine: "SVIEngine") -> None:
+        self.save(engine)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over ``total`` steps showing an exponentially smoothed loss.
+
+    The postfix is refreshed every 10 steps (formatting it every step costs more than a small
+    model's step). Usage: ``engine.run(1000, callbacks=[ProgressBar(1000)])``.
+    """
+
+    def __init__(self, total: int, initial: int = 0, disable: bool = False,
+                 desc: str = "svi") -> None:
+        self.total, self.initial, self.disable, self.desc = total, initial, disable, desc
+        self.smoothed: float | None = None
+        self._bar: Any = None
+
+    def on_run_start(self, engine: "SVIEngine") -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self.total, initial=self.initial, disable=self.disable,
+                         desc=self.desc, dynamic_ncols=True)
+
+    def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
+        self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
+        step = engine.step_count - 1
+        if step % 10 == 0 or step == self.total - 1:
+            self._bar.set_postfix_str(f"loss {self.smoothed:.4g}", refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
