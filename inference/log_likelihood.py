@@ -27,7 +27,7 @@ import torch
 
 from inference.sites import data_plate, model_trace, plate_nesting, site_kinds
 
-__all__ = ["pointwise_log_likelihood", "observed_data"]
+__all__ = ["pointwise_log_likelihood", "observed_data", "reshape_for_plate"]
 
 #: default bound on the number of tensor elements (one draw's sample values times draws) per chunk
 _DEFAULT_CHUNK_ELEMENTS = 2**23
@@ -130,7 +130,7 @@ def _single_draw(model, kwargs, draw: dict[str, torch.Tensor], nesting: int,
     }
 
 
-def _reshape_for_plate(value: torch.Tensor, nesting: int) -> torch.Tensor:
+def reshape_for_plate(value: torch.Tensor, nesting: int) -> torch.Tensor:
     """(S, *shape) -> (S, 1, ..., 1, *shape) with ``shape`` right-aligned to ``nesting`` dims.
 
     This is the rule ``pyro.infer.Predictive(parallel=True)`` uses: a global latent with an
@@ -196,7 +196,7 @@ def pointwise_log_likelihood(
         pieces: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
         for start in range(0, total, chunk_size):
             stop = min(start + chunk_size, total)
-            draws = {name: _reshape_for_plate(value[start:stop], nesting)
+            draws = {name: reshape_for_plate(value[start:stop], nesting)
                      for name, value in tensors.items()}
             chunk = _vectorised_chunk(model, kwargs, draws, stop - start, nesting, observed,
                                       in_data_plate)

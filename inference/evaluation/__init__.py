@@ -75,7 +75,7 @@ def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, 
     from inference.evaluation.predictive import predictive_metrics
 
     sites = list(site_kinds(model_trace(model, kwargs)).latent)
-    draws = posterior_draws(result, sites, num_draws=settings.num_draws, seed=settings.seed,
-                            guide=guide, guide_kwargs=kwargs, chunk_size=settings.chunk_size)
+    draws = posterior_draws(result, model, kwargs, sites, num_draws=settings.num_draws,
+                            seed=settings.seed, guide=guide, chunk_size=settings.chunk_size)
     return predictive_metrics(model, draws, kwargs, y_scale=y_scale, y_shift=y_shift,
                               chunk_size=settings.chunk_size)

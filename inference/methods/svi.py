@@ -71,6 +71,8 @@ class SVISettings(MethodSettings):
     guide_options: Any = mapping(help="autoguide options (rank, num_flows, hidden_dim, ...)")
     max_plate_nesting: int | None = integer(None, minimum=0, optional=True,
                                             help="plate nesting given to the ELBO")
+    time_limit_s: float | None = real(None, minimum=0.0, exclusive=True, optional=True,
+                                      help="stop training after this many seconds (a budget)")
 
     def check(self) -> str | None:
         if self.guide is not None and not (isinstance(self.guide, str) or callable(self.guide)):

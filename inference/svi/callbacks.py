@@ -19,6 +19,8 @@ Usage::
 
 from __future__ import annotations
 
+import time
+
 import math
 import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -29,7 +31,7 @@ from inference.errors import DivergenceError
 if TYPE_CHECKING:
     from inference.svi.engine import SVIEngine
 
-__all__ = ["Callback", "EarlyStopping", "Checkpointer", "ProgressBar"]
+__all__ = ["Callback", "EarlyStopping", "Checkpointer", "ProgressBar", "TimeLimit"]
 
 
 class Callback:
@@ -173,3 +175,25 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class TimeLimit(Callback):
+    """Stops the run once ``seconds`` of wall-clock time have passed since it started.
+
+    ``reached`` says afterwards whether it stopped the run (a benchmark budget, not an error:
+    the fit keeps the parameters it reached). The clock is read once per step.
+    Usage: ``engine.run(100_000, [TimeLimit(12 * 60)])``.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.reached = False
+        self._start = 0.0
+
+    def on_run_start(self, engine: "SVIEngine") -> None:
+        self._start = time.perf_counter()
+
+    def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
+        if time.perf_counter() - self._start >= self.seconds:
+            self.reached = True
+            engine.request_stop()

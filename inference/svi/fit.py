@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -34,7 +35,8 @@ from inference.log_likelihood import observed_data, pointwise_log_likelihood
 from inference.result import InferenceResult
 from inference.schedules import KLAnnealing
 from inference.sites import model_trace, site_kinds
-from inference.svi.callbacks import Callback, Checkpointer, EarlyStopping, ProgressBar
+from inference.svi.callbacks import (Callback, Checkpointer, EarlyStopping, ProgressBar,
+                                      TimeLimit)
 from inference.svi.draws import draw_posterior, guide_params
 from inference.svi.engine import SVIEngine
 from inference.svi.inputs import check_minibatch, resolve_device, to_device
@@ -95,6 +97,7 @@ def fit_svi(
     progress_bar: bool = True,
     guide_options: Mapping[str, Any] | None = None,
     max_plate_nesting: int | None = None,
+    time_limit_s: float | None = None,
 ) -> InferenceResult:
     """Fit ``guide`` to ``model(**model_kwargs)`` by SVI; return draws, losses and the guide.
 
@@ -103,7 +106,9 @@ def fit_svi(
     * ``guide_options`` -- passed to :func:`inference.guides.make_guide` (``rank``,
       ``init_scale``, ``num_flows``, ``flow``, ``hidden_dim``, ``init_loc_fn``);
     * ``max_plate_nesting`` -- given to the ELBO (default: read off one model and one guide
-      trace before training, as Pyro's ELBO would guess it).
+      trace before training, as Pyro's ELBO would guess it);
+    * ``time_limit_s`` -- stop training after this many wall-clock seconds (a budget: the
+      run keeps what it reached, records ``stopped_by_time_limit`` and warns).
 
     Behaviour: the param store is cleared and the seed set at the start (``resume=True``
     restores everything from ``checkpoint_path`` when that file exists, else starts fresh);
@@ -159,6 +164,9 @@ def fit_svi(
         if checkpoint_path is not None:
             callbacks.append(Checkpointer(checkpoint_path, every=checkpoint_every,
                                           extra=early.state if early is not None else None))
+        limit = TimeLimit(time_limit_s) if time_limit_s is not None else None
+        if limit is not None:
+            callbacks.append(limit)
         callbacks.append(ProgressBar(num_steps, initial=start, disable=not progress_bar))
 
         t0 = time.perf_counter()
@@ -166,6 +174,10 @@ def fit_svi(
         training_time = time.perf_counter() - t0
         if early is not None:
             early.restore_best()
+        if limit is not None and limit.reached:
+            warnings.warn(f"SVI stopped by its time limit of {time_limit_s:g} s after "
+                          f"{engine.step_count} of {num_steps} steps", RuntimeWarning,
+                          stacklevel=2)
 
         # ---- after training: posterior draws, log-likelihood, observed data
         t1 = time.perf_counter()
@@ -202,6 +214,8 @@ def fit_svi(
         "checkpoint_every": checkpoint_every, "resumed_from_step": start if resume else None,
         "device": str(dev), "num_posterior_draws": num_posterior_draws,
         "posterior_sites": list(posterior_sites) if posterior_sites is not None else None,
+        "time_limit_s": time_limit_s,
+        "stopped_by_time_limit": bool(limit is not None and limit.reached),
     }
     return InferenceResult(
         method="svi",
