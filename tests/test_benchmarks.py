@@ -214,9 +214,9 @@ def test_failing_cell_is_recorded_and_the_grid_goes_on(reference_run):
     assert len(table) == 8 and table["cell_id"].is_unique
     broken = table[table["label"] == "broken"]
     assert list(broken["status"]) == ["error", "error"]
-    assert broken["error"].str.contains("fit: ValueError: lr must be").all()
+    assert broken["error"].str.contains("fit: SettingsError: method 'svi': lr must be").all()
     for cell_id in broken["cell_id"]:
-        assert "ValueError" in (out / CELLS_DIR / cell_id / "traceback.txt").read_text()
+        assert "SettingsError" in (out / CELLS_DIR / cell_id / "traceback.txt").read_text()
     ok = table[table["label"] != "broken"]
     assert (ok["status"] == "ok").all()
     assert ok.loc[ok["method"] == "svi", "elbo"].notna().all()

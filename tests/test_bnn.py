@@ -282,6 +282,6 @@ def test_smoke_classifier_evaluate_and_plot(tmp_path):
                   num_steps=60, batch_size=40, progress_bar=False, num_posterior_draws=30,
                   log_likelihood=False, seed=0)
     metrics = net.evaluate(ds, res)
-    assert {"accuracy", "nll", "ece", "entropy", "mutual_info"} <= set(metrics)
+    assert {"accuracy", "test_ll", "ece", "entropy", "mutual_info"} <= set(metrics)
     paths = net.plot(ds, res, tmp_path)
     assert len(paths) == 2 and all(p.exists() and p.stat().st_size > 0 for p in paths)

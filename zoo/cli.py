@@ -7,6 +7,7 @@ Usage::
     zoo data
     zoo fit eight_schools-eight_schools_noncentered --method nuts --chains 4 --seed 0 --out runs/es
     zoo fit conjugate_linear_regression --method svi --guide auto_mvn --steps 2000 --out runs/blr
+    zoo evaluate runs/blr
     zoo bench quick --out runs/quick
     zoo report runs/quick
 """
@@ -148,6 +149,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from zoo.evaluation import evaluate_fit
+    from zoo.reload import load_run
+
+    result, model, dataset = load_run(args.run, data_dir=args.data_dir)
+    metrics = evaluate_fit(model, dataset, result, args.split,
+                           _parse_config(args.set, flag="--set"))
+    for key, value in metrics.items():
+        print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb; ``zoo VERB --help`` documents each."""
     parser = argparse.ArgumentParser(
@@ -203,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_cmd_fit)
+
+    p = verbs.add_parser("evaluate", help="held-out metrics of a saved run (zoo fit --out), "
+                         "rebuilt in this process")
+    p.add_argument("run", help="a folder written by zoo fit")
+    p.add_argument("--split", default="test", help="held-out split (default test)")
+    p.add_argument("--data-dir", default=None, help="data directory")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="evaluation settings: is_samples, num_draws, max_points, seed, ...")
+    p.set_defaults(func=_cmd_evaluate)
 
     try:
         from benchmarks.cli import register_commands

@@ -81,7 +81,7 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
                        settings=settings, guide=own_guide, y_scale=scale, y_shift=shift)
     exact = model.exact_log_likelihood_of(first_points(kwargs, settings.max_points))
     if exact is not None:
-        metrics["test_ll_exact"] = float(np.mean(exact))
+        metrics["test_ll_exact"] = float(np.mean(np.asarray(exact, dtype=float)))
     guide = own_guide or (result.fitted or {}).get("guide")
     metrics.update(guide_report(guide))
     if isinstance(guide, ZooGuide) and not guide.amortised and "test_error" in metrics:

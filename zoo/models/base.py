@@ -108,7 +108,7 @@ class ZooModel:
         return None
 
     def evaluate(
-        self, dataset: Dataset, result: "InferenceResult", split: str = "test",
+        self, dataset: Dataset, result: "InferenceResult | None" = None, split: str = "test",
         settings: Mapping[str, Any] | None = None,
     ) -> dict[str, float]:
         """Held-out metrics of a fit: :func:`zoo.evaluation.evaluate_fit` (a convenience).
