@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from benchmarks.suite import Cell, Suite, SuiteError
-from inference.methods.settings import MethodSettings, integer, real
+from inference.methods.settings import MethodSettings, flag, integer, real
 
 __all__ = ["Budget", "SMOKE", "apply_budget"]
 
@@ -34,8 +34,8 @@ class Budget(MethodSettings):
     one variational fit (it stops early and says so); ``mcmc_draws``: MCMC warm-up and draws
     per chain; ``chains``: MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
     evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
-    only the first n seeds / splits of the suite; ``one_per_method``: one cell per model, data
-    set and method (the first).
+    only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
+    method (the first); ``max_tree_depth``: caps NUTS trees; ``plots``: false skips figures.
     """
 
     max_steps: int | None = integer(None, minimum=1, optional=True)
@@ -47,7 +47,9 @@ class Budget(MethodSettings):
     num_draws: int | None = integer(None, minimum=1, optional=True)
     seeds: int | None = integer(None, minimum=1, optional=True)
     splits: int | None = integer(None, minimum=1, optional=True)
-    one_per_method: bool = False
+    max_tree_depth: int | None = integer(None, minimum=1, optional=True)
+    one_per_method: bool = flag(False)
+    plots: bool = flag(True)
 
     def merged(self, overrides: Mapping[str, Any]) -> "Budget":
         """This budget with some fields replaced (checked)."""
@@ -56,7 +58,7 @@ class Budget(MethodSettings):
 
 #: the size ``zoo bench NAME --smoke`` runs at: every stage of every cell, in seconds
 SMOKE = Budget(max_steps=3, mcmc_draws=8, chains=2, max_points=16, is_samples=8, num_draws=4,
-               seeds=1, splits=1, one_per_method=True)
+               seeds=1, splits=1, max_tree_depth=4, one_per_method=True, plots=False)
 
 
 def _capped(value: Any, cap: int | None) -> Any:
@@ -74,6 +76,9 @@ def _vi_settings(settings: dict[str, Any], default_steps: int, budget: Budget) -
         for key in ("eval_every", "checkpoint_every"):
             if settings.get(key) is not None:
                 settings[key] = max(1, min(int(settings[key]), budget.max_steps))
+    if budget.num_draws is not None and "num_posterior_draws" in settings:
+        settings["num_posterior_draws"] = min(int(settings["num_posterior_draws"]),
+                                              budget.num_draws)
     if budget.minutes is not None:
         limit = budget.minutes * 60.0
         settings["time_limit_s"] = min(float(settings.get("time_limit_s") or limit), limit)
@@ -98,6 +103,9 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
         if budget.chains is not None and int(settings.get("num_chains", defaults["num_chains"])
                                              ) > budget.chains:
             settings["num_chains"] = budget.chains
+        if budget.max_tree_depth is not None and "max_tree_depth" in entry.fields:
+            depth = int(settings.get("max_tree_depth", defaults["max_tree_depth"]))
+            settings["max_tree_depth"] = min(depth, budget.max_tree_depth)
     evaluation = dict(cell.evaluation)
     for key, cap in (("max_points", budget.max_points), ("is_samples", budget.is_samples),
                      ("num_draws", budget.num_draws)):
@@ -106,7 +114,8 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     config = dict(cell.config)
     if budget.is_samples is not None and "eval_samples" in config:  # a model's own default
         config["eval_samples"] = min(int(config["eval_samples"]), budget.is_samples)
-    return dataclasses.replace(cell, settings=settings, evaluation=evaluation, config=config)
+    return dataclasses.replace(cell, settings=settings, evaluation=evaluation, config=config,
+                               plots=cell.plots and budget.plots)
 
 
 def _first(values: list[Any], n: int | None) -> set[Any]:
@@ -124,7 +133,7 @@ def apply_budget(suite: Suite, budget: Budget | None) -> Suite:
     for cell in suite.cells:
         if cell.seed not in seeds or cell.split not in splits:
             continue
-        key = (cell.model, cell.data, cell.label)
+        key = (cell.model, cell.label)
         if budget.one_per_method and key in seen:
             continue
         seen.add(key)

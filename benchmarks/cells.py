@@ -222,7 +222,7 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
 
 def _num_train(dataset: Any) -> int | None:
     """Number of training points (the leading size of the training split's arrays)."""
-    sizes = [len(v) for v in dataset.split("train").values() if hasattr(v, "__len__")]
+    sizes = [len(v) for v in dataset.split("train").values() if getattr(v, "ndim", 0) >= 1]
     return max(sizes) if sizes else None
 
 

@@ -45,8 +45,20 @@ def draw_posterior(model: Callable[..., Any], guide: Callable[..., Any],
     Usage: see the module docstring.
     """
     kwargs = dict(model_kwargs)
-    ref = model_trace(model, kwargs, init_strategy=init_to_feasible_shape)
-    shapes = {s: tuple(ref.nodes[s]["value"].shape) for s in list(latent) + list(deterministic)}
+    # shapes of the latents from one guide run (cheap next to the model on large data); the
+    # model is traced only when deterministic sites are asked for
+    shapes: dict[str, tuple[int, ...]] = {}
+    if latent:
+        with torch.no_grad():
+            guide_trace = model_trace(guide, kwargs)
+        missing = [s for s in latent if s not in guide_trace.nodes]
+        if missing:
+            raise ValueError(f"the guide does not sample the model's latent site(s) {missing}; "
+                             "a guide must cover every latent site of the model")
+        shapes.update({s: tuple(guide_trace.nodes[s]["value"].shape) for s in latent})
+    if deterministic:
+        ref = model_trace(model, kwargs, init_strategy=init_to_feasible_shape)
+        shapes.update({s: tuple(ref.nodes[s]["value"].shape) for s in deterministic})
     pieces: dict[str, list[torch.Tensor]] = {s: [] for s in latent}
     parallel = True
     done = 0

@@ -39,7 +39,7 @@ from inference.svi.callbacks import (Callback, Checkpointer, EarlyStopping, Prog
                                       TimeLimit)
 from inference.svi.draws import draw_posterior, guide_params
 from inference.svi.engine import SVIEngine
-from inference.svi.inputs import check_minibatch, resolve_device, to_device
+from inference.svi.inputs import accepts_keyword, check_minibatch, resolve_device, to_device
 
 __all__ = ["fit_svi"]
 
@@ -133,7 +133,11 @@ def fit_svi(
     # a device context makes factory functions in models/guides default to ``dev``; it costs a
     # Python hook on every torch call, so it is used only off the CPU
     with (torch.device(dev) if dev.type != "cpu" else contextlib.nullcontext()):
-        kinds = site_kinds(model_trace(model, kwargs, init_strategy=init_to_feasible_shape))
+        # which sites are which: a one-row trace when mini-batching (the names are the same,
+        # and a full pass of a convolutional net over all of MNIST takes minutes)
+        cheap = batch_size is not None and accepts_keyword(model, "subsample_size")
+        probe = {**kwargs, "subsample_size": 1} if cheap else kwargs
+        kinds = site_kinds(model_trace(model, probe, init_strategy=init_to_feasible_shape))
         latent, deterministic = list(kinds.latent), list(kinds.deterministic)
         keep = latent + deterministic
         if posterior_sites is not None:

@@ -69,8 +69,9 @@ def check_minibatch(model: Callable[..., Any], guide: Callable[..., Any] | None,
                              f"'subsample_size' keyword (it is passed to the data plate), but "
                              f"{getattr(fn, '__qualname__', fn)!r} does not")
     # with subsample_size > size pyro.plate would silently use every row and scale by
-    # size / subsample_size < 1, so compare against the plate sizes first
-    trace = model_trace(model, {**model_kwargs, "subsample_size": None},
+    # size / subsample_size < 1, so compare against the plate sizes first (a plate records its
+    # full size whatever it subsamples: a one-row trace is enough, and cheap on large data)
+    trace = model_trace(model, {**model_kwargs, "subsample_size": 1},
                         init_strategy=init_to_feasible_shape)
     sizes = {name: trace.nodes[name]["fn"].size for name in site_kinds(trace).subsample}
     if not sizes:
