@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# the test files run on two worker processes, each file on one (module fixtures run once)
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 demo: setup
 	$(BIN)/zoo bench quick --out runs/quick --jobs 2 --report
