@@ -432,7 +432,7 @@ def test_report_shows_published_numbers_beside_measured_ones(reference_run):
     # a method the zoo does not run
     assert rows["pbp (published)"][elbo] == "-6.789"
     assert rows["pbp (published)"]["source"] == "Other et al. 2098"
-    assert "Failed cells" in text and "lr must be" in text
+    assert "Failed cells" in text and "does not take option" in text
     assert "Made-up et al. 2099" in html
     # forest plot of svi vs svi_diag vs nuts on eight schools, linked by a relative path
     assert "report_figures/forest__" in text
