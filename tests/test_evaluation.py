@@ -48,7 +48,7 @@ def test_predictive_metrics_equal_a_hand_computation():
     x, y = torch.randn(30, generator=gen), torch.randn(30, generator=gen)
     w = np.random.default_rng(1).normal(size=40)
     metrics = predictive_metrics(_regression, {"w": w}, {"x": x, "y": y}, y_scale=2.0,
-                                 y_shift=1.0, chunk_size=7)
+                                 y_shift=1.0, chunk_size=7, data_batch=11)
     # log p(y_i) = log mean_s N(y_i | w_s x_i, 0.5) on the standardised scale, minus log 2
     logp = stats.norm.logpdf(y.numpy()[None], w[:, None] * x.numpy()[None], 0.5)
     expected = float(np.mean(logsumexp(logp, 0) - np.log(40)) - np.log(2.0))

@@ -78,4 +78,4 @@ def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, 
     draws = posterior_draws(result, model, kwargs, sites, num_draws=settings.num_draws,
                             seed=settings.seed, guide=guide, chunk_size=settings.chunk_size)
     return predictive_metrics(model, draws, kwargs, y_scale=y_scale, y_shift=y_shift,
-                              chunk_size=settings.chunk_size)
+                              chunk_size=settings.chunk_size, data_batch=settings.data_batch)

@@ -28,7 +28,9 @@ import torch
 
 from inference.predictive_metrics import (classification_metrics, log_mean_exp,
                                           regression_metrics)
+from inference.guides import init_to_feasible_shape
 from inference.log_likelihood import reshape_for_plate
+from inference.marginal_likelihood import split_batches
 from inference.sites import model_trace, plate_nesting, site_kinds
 
 __all__ = ["predictive_distributions", "predictive_metrics"]
@@ -74,10 +76,11 @@ def predictive_distributions(model: Callable[..., Any], draws: Mapping[str, np.n
                              ) -> dict[str, torch.Tensor]:
     """Per-draw predictive summaries of the model's one observed data site.
 
-    ``draws`` maps latent sites to arrays shaped ``(S, ...)``. Returns ``log_prob`` (S, n)
-    and, by the site's distribution, ``probs`` (S, n, K) or ``mean`` and ``var`` (S, n).
+    ``draws`` maps latent sites to arrays shaped ``(S, ...)``. Returns ``log_prob`` (S, n),
+    the observed values ``y`` (n,) and, by the site's distribution, ``probs`` (S, n, K) or
+    ``mean`` and ``var`` (S, n).
     """
-    ref = model_trace(model, kwargs)
+    ref = model_trace(model, kwargs, init_strategy=init_to_feasible_shape)
     observed = site_kinds(ref).observed
     if len(observed) != 1:
         raise ValueError(f"predictive evaluation needs exactly one observed site; the model has "
@@ -114,20 +117,34 @@ def predictive_distributions(model: Callable[..., Any], draws: Mapping[str, np.n
             vectorise, pieces, start = False, [], 0
             continue
         start = stop
-    return {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}
+    out = {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}
+    out["y"] = ref.nodes[name]["value"].reshape(-1)
+    return out
+
+
+def _batched(model: Callable[..., Any], draws: Mapping[str, np.ndarray],
+             kwargs: Mapping[str, Any], chunk_size: int, data_batch: int | None
+             ) -> dict[str, torch.Tensor]:
+    """:func:`predictive_distributions` over rows of at most ``data_batch`` held-out points
+    (memory: draws x rows x the net's activations), joined along the points."""
+    has_rows = any(isinstance(v, torch.Tensor) and v.dim() >= 1 for v in kwargs.values())
+    batches = split_batches(kwargs, data_batch) if has_rows else [dict(kwargs)]
+    parts = [predictive_distributions(model, draws, b, chunk_size=chunk_size) for b in batches]
+    return {k: torch.cat([p[k] for p in parts], dim=0 if k == "y" else 1) for k in parts[0]}
 
 
 def predictive_metrics(model: Callable[..., Any], draws: Mapping[str, np.ndarray],
                        kwargs: Mapping[str, Any], *, y_scale: float = 1.0, y_shift: float = 0.0,
-                       chunk_size: int = 50) -> dict[str, float]:
+                       chunk_size: int = 50, data_batch: int | None = 1000
+                       ) -> dict[str, float]:
     """Held-out metrics of the posterior predictive (see the module docstring).
 
     ``y = z * y_scale + y_shift`` maps a standardised target back to its original scale, on
-    which RMSE and the log-likelihood are reported.
+    which RMSE and the log-likelihood are reported. Held-out points are evaluated
+    ``data_batch`` rows at a time.
     """
-    pred = predictive_distributions(model, draws, kwargs, chunk_size=chunk_size)
-    ref = model_trace(model, kwargs)
-    y = ref.nodes[site_kinds(ref).observed[0]]["value"]
+    pred = _batched(model, draws, kwargs, chunk_size, data_batch)
+    y = pred["y"]
     num_draws = pred["log_prob"].shape[0]
     if "probs" in pred:
         metrics = classification_metrics(pred["probs"], y)

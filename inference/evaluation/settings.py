@@ -31,6 +31,6 @@ class EvalSettings(MethodSettings):
     max_points: int | None = integer(None, minimum=1, optional=True,
                                      help="evaluate on the first n held-out points only")
     particle_batch: int = integer(500, minimum=1, help="importance samples drawn at once")
-    data_batch: int = integer(100, minimum=1, help="data points per importance batch")
+    data_batch: int = integer(100, minimum=1, help="held-out points evaluated at once")
     chunk_size: int = integer(50, minimum=1, help="posterior draws evaluated at once")
     seed: int = integer(0, minimum=0, help="seed of the evaluation's random numbers")
