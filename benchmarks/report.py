@@ -657,8 +657,10 @@ def forest_plots(run: Path, ok: pd.DataFrame, figures: Path) -> Figures:
         for row in rows:
             path = run / CELLS_DIR / row["cell_id"] / "posterior.nc"
             if path.is_file():
-                idatas.append(az.from_netcdf(str(path)))
-                names.append(str(row["label"]))
+                idata = az.from_netcdf(str(path))
+                if "posterior" in idata.groups():  # amortised fits may keep no draws
+                    idatas.append(idata)
+                    names.append(str(row["label"]))
         if len(idatas) < 2:
             continue
         variables = _small_shared_variables(idatas)
