@@ -59,8 +59,9 @@ Keys of ``[[cell]]``: ``model`` (required), ``data`` (default: the model's defau
 configuration keywords), ``settings`` (driver-setting overrides), ``guide`` (overrides the
 method's guide), ``eval_split`` (the held-out split evaluated, default ``"test"``),
 ``evaluation`` (evaluation settings, :class:`inference.evaluation.EvalSettings`:
-``is_samples``, ``num_draws``, ``max_points`` ...), ``psis_khat`` (compute the PSIS k-hat of an SVI guide, default false), ``plots`` (write the
-standard plots, default true), ``label`` (the method label in tables; default the method name).
+``is_samples``, ``num_draws``, ``max_points`` ...), ``psis_khat`` (compute the PSIS k-hat of
+an SVI guide, default false), ``plots`` (write the standard plots, default true), ``label`` (the
+method label in tables; default the method name).
 """
 
 from __future__ import annotations

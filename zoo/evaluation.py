@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from inference.evaluation import EvalSettings, evaluate, first_points
-from inference.methods.capabilities import ModelTraits
 
 if TYPE_CHECKING:
     from inference.result import InferenceResult
@@ -41,15 +40,6 @@ def target_affine(dataset: "Dataset") -> tuple[float, float]:
     return float(back[1] - back[0]), float(back[0])
 
 
-def _traits(model: "ZooModel") -> ModelTraits:
-    from zoo.registry import spec
-
-    try:
-        return spec(model.name).traits if model.name else ModelTraits()
-    except KeyError:
-        return ModelTraits()
-
-
 def eval_settings(model: "ZooModel", overrides: Mapping[str, Any] | None = None
                   ) -> EvalSettings:
     """The model's evaluation defaults under ``overrides``, checked."""
@@ -66,8 +56,9 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
     the model is evaluated with its own configured guide as it stands (e.g. PPCA set to its
     closed-form optimum).
     """
-    from inference.guide_protocol import ZooGuide, guide_report
     from inference.evaluation.predictive import predictive_metrics
+    from inference.guide_protocol import ZooGuide, guide_report
+    from zoo.registry import traits_of
 
     if split not in dataset.splits:
         raise ValueError(f"data set {dataset.name!r} has no {split!r} split; it has "
@@ -77,8 +68,9 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
     kwargs = model.evaluation_kwargs(dataset, split)
     scale, shift = target_affine(dataset)
     own_guide = model.guides().get("model") if result is None else None
-    metrics = evaluate(model.model, kwargs, result, local_latents=_traits(model).local_latents,
-                       settings=settings, guide=own_guide, y_scale=scale, y_shift=shift)
+    metrics = evaluate(model.model, kwargs, result,
+                       local_latents=traits_of(model).local_latents, settings=settings,
+                       guide=own_guide, y_scale=scale, y_shift=shift)
     exact = model.exact_log_likelihood_of(first_points(kwargs, settings.max_points))
     if exact is not None:
         metrics["test_ll_exact"] = float(np.mean(np.asarray(exact, dtype=float)))

@@ -20,7 +20,7 @@ from inference.result import InferenceResult
 from zoo.data import load
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
-from zoo.registry import get, spec
+from zoo.registry import get, spec, traits_of
 
 
 def method_settings(method: str, zoo_model: ZooModel, settings: Mapping[str, Any],
@@ -78,7 +78,7 @@ def fit(
         if config:
             raise ValueError("config applies only when the model is given by name")
         zoo_model = model
-        traits = _traits_of(zoo_model)
+        traits = traits_of(zoo_model)
         name = zoo_model.name or type(zoo_model).__name__
     settings = method_settings(method, zoo_model, driver_settings, guide)
     entry.check_model(traits, name, settings)
@@ -101,11 +101,3 @@ def fit(
         "config": dict(config or {}),
     }
     return result.with_updates(settings=record), zoo_model, dataset
-
-
-def _traits_of(zoo_model: ZooModel) -> methods.ModelTraits:
-    """The registered traits of a model instance (default traits for an unregistered one)."""
-    try:
-        return spec(zoo_model.name).traits if zoo_model.name else methods.ModelTraits()
-    except KeyError:
-        return methods.ModelTraits()

@@ -112,6 +112,15 @@ def spec(name: str) -> ModelSpec:
         raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
 
 
+def traits_of(model: ZooModel) -> ModelTraits:
+    """The registered traits of a model instance (default traits for an unregistered one)."""
+    if not model.name:
+        return ModelTraits()
+    _ensure_loaded()
+    entry = _REGISTRY.get(model.name)
+    return entry.traits if entry is not None else ModelTraits()
+
+
 def get(name: str, **config: Any) -> ZooModel:
     """Build the model registered under ``name`` with its configuration keywords."""
     entry = spec(name)
