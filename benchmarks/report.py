@@ -16,7 +16,7 @@ or published as is). Per suite it shows:
 
 Units are per data point. The ``elbo`` of an SVI cell is minus the final training loss, a sum
 over the training set: it is shown as ``elbo / point`` when the row says how many training
-points there were (a ``num_train`` column, see :data:`NUM_TRAIN_COLUMNS`), else as
+points there were (the ``num_train`` column the cells write), else as
 ``elbo (whole data set)``. An importance-sampled likelihood (``test_ll`` with its
 ``test_ll_khat``) whose PSIS k-hat is above 0.7 is printed as ``value (k̂>0.7, unreliable)``
 without a standard error.
@@ -53,11 +53,11 @@ FIGURES_DIR = "report_figures"
 #: identifying or bookkeeping columns that are not metrics
 NOT_METRICS = frozenset(ID_COLUMNS) - {"wall_time_s", "cpu_time_s", "fit_time_s"}
 GROUP = ["model", "data", "label"]
-#: columns that give a row's number of training points (``cells.py`` should write ``num_train``)
-NUM_TRAIN_COLUMNS = ("num_train", "n_train", "num_train_points", "train_points")
+#: the column that gives a row's number of training points (written by ``benchmarks.cells``)
+NUM_TRAIN = "num_train"
 #: settings echoed by evaluate (sample counts) and data sizes: not measurements
 BOOKKEEPING = frozenset(("eval_points", "eval_samples", "eval_draws", "test_ll_reliable",
-                         *NUM_TRAIN_COLUMNS))
+                         NUM_TRAIN))
 #: an importance-sampled estimate whose PSIS k-hat exceeds this is unreliable (Vehtari et al.)
 KHAT_THRESHOLD = 0.7
 UNRELIABLE = "(k̂>0.7, unreliable)"
@@ -235,10 +235,8 @@ def prepare(table: pd.DataFrame) -> pd.DataFrame:
                    for v in out["data"]]
     if "elbo" in out:
         elbo = pd.to_numeric(out["elbo"], errors="coerce")
-        size = pd.Series(np.nan, index=out.index)
-        for column in NUM_TRAIN_COLUMNS:
-            if column in out:
-                size = size.fillna(pd.to_numeric(out[column], errors="coerce"))
+        size = (pd.to_numeric(out[NUM_TRAIN], errors="coerce") if NUM_TRAIN in out
+                else pd.Series(np.nan, index=out.index))
         known = size.notna() & (size > 0)
         if known.any():
             out[ELBO_PER_POINT] = (elbo / size).where(known)
