@@ -40,8 +40,13 @@ if TYPE_CHECKING:
 __all__ = ["MethodSpec", "Target", "UnknownMethodError", "register", "get", "list_methods",
            "FAMILIES"]
 
-#: method families; diagnostics and tables treat each family alike
-FAMILIES = ("mcmc", "vi")
+#: method families; diagnostics and tables treat each family alike. ``mcmc``: Markov chains
+#: with chain and draw dimensions (R-hat, ESS apply); ``sgmcmc``: stochastic-gradient chains
+#: (also chain and draw dimensions); ``vi``: variational fits with independent draws;
+#: ``ensemble``: independently trained members as draws; ``laplace``: Gaussian approximations
+#: at a mode; ``energy``: energy-based models trained by their own estimators (contrastive
+#: divergence); ``point``: point estimates (autoencoders, adversarial nets)
+FAMILIES = ("mcmc", "sgmcmc", "vi", "ensemble", "laplace", "energy", "point")
 
 
 class UnknownMethodError(KeyError):

@@ -1,11 +1,22 @@
-"""Built-in models; importing this package registers every one of them."""
+"""Built-in models; importing this package registers every one of them.
+
+Every module (or sub-package) of this package is imported once, and each registers its models
+with :func:`zoo.registry.register`, so a new model is one new file here plus its tests.
+
+Usage::
+
+    import zoo.models          # registers eight_schools-*, vae, bnn, ...
+    import zoo
+    zoo.get("vae", latent_dim=10)
+"""
+
+import importlib
+import pkgutil
 
 from zoo.models.base import ZooModel
-# reference models: eight schools, conjugate regression, posteriordb ports
-from zoo.models import eight_schools, linear_regression, posteriordb_models  # noqa: F401
-# deep latent Gaussian models: vae, dlgm2, ppca
-from zoo.models import ppca, vae  # noqa: F401
-# Bayesian neural nets: bnn, bnn_classifier, lenet300100, lenet5
-from zoo.models import bnn  # noqa: F401
 
 __all__ = ["ZooModel"]
+
+for _info in pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
