@@ -123,7 +123,10 @@ def traits_of(model: ZooModel) -> ModelTraits:
 
 def get(name: str, **config: Any) -> ZooModel:
     """Build the model registered under ``name`` with its configuration keywords."""
+    from zoo.config_check import check_config
+
     entry = spec(name)
+    check_config(entry.factory, config, model=name)
     try:
         return entry.factory(**config)
     except TypeError as err:
