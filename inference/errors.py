@@ -28,3 +28,17 @@ class DivergenceError(RuntimeError):
             message += f" ({detail})"
         message += "; the parameters from before this step were kept"
         super().__init__(message)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run between two steps; its state was kept.
+
+    ``step`` steps were done of ``total``; ``checkpoint`` is the file holding the state (or
+    ``None`` when the run had no checkpoint path). A ``KeyboardInterrupt``, so code that does not
+    know it still sees an interrupt.
+    """
+
+    def __init__(self, step: int, total: int, checkpoint: str | None = None) -> None:
+        self.step, self.total, self.checkpoint = step, total, checkpoint
+        kept = f"; checkpoint kept in {checkpoint}" if checkpoint else ""
+        super().__init__(f"interrupted after step {step} of {total}{kept}")

@@ -19,10 +19,11 @@ Usage::
 
 from __future__ import annotations
 
-import time
-
 import math
 import os
+import signal
+import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from inference.checkpoint import restore_params, snapshot_params
@@ -31,7 +32,8 @@ from inference.errors import DivergenceError
 if TYPE_CHECKING:
     from inference.svi.engine import SVIEngine
 
-__all__ = ["Callback", "EarlyStopping", "Checkpointer", "ProgressBar", "TimeLimit"]
+__all__ = ["Callback", "EarlyStopping", "Checkpointer", "KeepBest", "ProgressBar",
+           "StopOnInterrupt", "TimeLimit"]
 
 
 class Callback:
@@ -197,3 +199,69 @@ class TimeLimit(Callback):
         if time.perf_counter() - self._start >= self.seconds:
             self.reached = True
             engine.request_stop()
+
+
+class StopOnInterrupt(Callback):
+    """Turns Ctrl-C (SIGINT) into a stop between two steps, so the state stays whole.
+
+    The first Ctrl-C asks the engine to stop after the current step (checkpointers then write
+    their state as at any run end); ``interrupted`` says so afterwards. A second Ctrl-C
+    interrupts at once, as usual. Only the main thread can take signals; elsewhere this does
+    nothing. Usage: ``engine.run(1000, [StopOnInterrupt(), Checkpointer("ckpt.pt")])``.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+        self._installed = False
+
+    def on_run_start(self, engine: "SVIEngine") -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.interrupted:  # the second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self.interrupted = True
+            engine.request_stop()
+
+        self._previous = signal.signal(signal.SIGINT, handler)
+        self._installed = True
+
+    def close(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+
+class KeepBest(Callback):
+    """Keeps the parameters of the best stretch of the training loss, to fall back on.
+
+    Every ``every`` steps the mean loss of the steps since the last check is compared with the
+    best such mean so far; on a new best the parameters are copied. A run whose loss ends far
+    above its best (see :mod:`inference.svi.health`) can then go back with :meth:`restore`.
+    Copies are taken at most once per ``every`` steps, so the cost stays small next to
+    training. Usage: ``keep = KeepBest(every=20); engine.run(2000, [keep]); keep.restore()``.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = max(1, int(every))
+        self.best_value = math.inf
+        self.best_step = -1
+        self.best_params: dict[str, Any] = {}
+        self._sum, self._count = 0.0, 0
+
+    def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
+        self._sum += loss
+        self._count += 1
+        if self._count == self.every:
+            mean = self._sum / self._count
+            self._sum, self._count = 0.0, 0
+            if mean < self.best_value:
+                self.best_value, self.best_step = mean, engine.step_count
+                self.best_params = snapshot_params()
+
+    def restore(self) -> None:
+        """Put the kept parameters back into the param store (if any were kept)."""
+        if self.best_params:
+            restore_params(self.best_params)

@@ -30,13 +30,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from inference.errors import TrainingInterrupted
 from inference.guides import init_to_feasible_shape, posterior_guide
 from inference.log_likelihood import observed_data, pointwise_log_likelihood
 from inference.result import InferenceResult
 from inference.schedules import KLAnnealing
 from inference.sites import model_trace, site_kinds
-from inference.svi.callbacks import (Callback, Checkpointer, EarlyStopping, ProgressBar,
-                                      TimeLimit)
+from inference.svi.callbacks import (Callback, Checkpointer, EarlyStopping, KeepBest,
+                                     ProgressBar, StopOnInterrupt, TimeLimit)
+from inference.svi.health import loss_problems
 from inference.svi.draws import draw_posterior, guide_params
 from inference.svi.engine import SVIEngine
 from inference.svi.inputs import accepts_keyword, check_minibatch, resolve_device, to_device
@@ -164,7 +166,9 @@ def fit_svi(
             if early is not None:
                 early.load_state(extra)
         start = engine.step_count
-        callbacks: list[Callback] = [early] if early is not None else []
+        interrupt = StopOnInterrupt()
+        keep_best = KeepBest(every=max(1, num_steps // 100)) if early is None else None
+        callbacks: list[Callback] = [interrupt] + [c for c in (early, keep_best) if c is not None]
         if checkpoint_path is not None:
             callbacks.append(Checkpointer(checkpoint_path, every=checkpoint_every,
                                           extra=early.state if early is not None else None))
@@ -176,8 +180,22 @@ def fit_svi(
         t0 = time.perf_counter()
         engine.run(num_steps, callbacks)
         training_time = time.perf_counter() - t0
+        if interrupt.interrupted:
+            raise TrainingInterrupted(engine.step_count, num_steps,
+                                      str(checkpoint_path) if checkpoint_path else None)
         if early is not None:
             early.restore_best()
+        # the annealed objective rises while the KL weight grows: judge the loss after it
+        settled = engine.losses[max(start, anneal.steps if anneal is not None else 0):]
+        problems = loss_problems(settled)
+        kept_best_step = None
+        if problems and problems[0].startswith("the loss ended") and keep_best is not None \
+                and keep_best.best_params:
+            keep_best.restore()
+            kept_best_step = keep_best.best_step
+            problems[0] += f"; the parameters as of step {kept_best_step} were kept"
+        for problem in problems:
+            warnings.warn(f"SVI: {problem}", RuntimeWarning, stacklevel=2)
         if limit is not None and limit.reached:
             warnings.warn(f"SVI stopped by its time limit of {time_limit_s:g} s after "
                           f"{engine.step_count} of {num_steps} steps", RuntimeWarning,
@@ -220,6 +238,7 @@ def fit_svi(
         "posterior_sites": list(posterior_sites) if posterior_sites is not None else None,
         "time_limit_s": time_limit_s,
         "stopped_by_time_limit": bool(limit is not None and limit.reached),
+        "loss_problems": problems, "kept_best_step": kept_best_step,
     }
     return InferenceResult(
         method="svi",
