@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +34,17 @@ def _parse_config(pairs: Sequence[str], flag: str = "--config") -> dict[str, Any
         except json.JSONDecodeError:
             config[key] = raw
     return config
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed NumPy and torch both take (0 <= seed < 2**32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**32), got {value}")
+    return value
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -115,37 +127,85 @@ def _method_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes this interrupted fit (its own, with --out and --resume)."""
+    import shlex
+
+    argv = list(args.argv)
+    if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        argv += ["--out", str(args.out)]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return "zoo " + " ".join(shlex.quote(a) for a in argv)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from inference import methods
     from inference.diagnostics import summarize
+    from inference.errors import TrainingInterrupted
     from inference.plots import save_standard_plots
     from inference.storage import atomic_path, atomic_write_text
     from zoo.fit import fit
+    from zoo.run_folder import RunFolder, default_out
 
+    # everything that can be checked is checked before the fit starts
+    settings = _method_settings(args)
+    entry = methods.get(args.method)
+    resumable = "checkpoint_path" in entry.fields
+    if args.resume and not resumable:
+        raise ValueError(f"--resume applies to methods that keep a checkpoint (svi); "
+                         f"{args.method!r} ({entry.family}) runs keep none")
+    out = Path(args.out) if args.out else default_out(args.model, args.method)
+    args.out = str(out)
+    folder = RunFolder(out, overwrite=args.overwrite, resume=args.resume)
+    folder.check()
+    command = {k: v for k, v in vars(args).items()
+               if k not in ("func", "argv", "resume", "overwrite", "library_warnings")}
+    staging = folder.start(command)
+    if resumable:
+        settings.setdefault("checkpoint_path", str(folder.checkpoint))
+        settings.setdefault("checkpoint_every", 100)
+        settings["resume"] = args.resume
     data_options = {"split": args.split} if args.split is not None else {}
-    result, model, dataset = fit(
-        args.model, args.method, data=args.data, data_options=data_options,
-        data_dir=args.data_dir, guide=args.guide, seed=args.seed,
-        config=_parse_config(args.config), **_method_settings(args),
-    )
-    out = Path(args.out)
-    result.save(out)
+    try:
+        result, model, dataset = fit(
+            args.model, args.method, data=args.data, data_options=data_options,
+            data_dir=args.data_dir, guide=args.guide, seed=args.seed,
+            config=_parse_config(args.config), **settings,
+        )
+    except TrainingInterrupted as stop:
+        print(f"zoo: interrupted after step {stop.step} of {stop.total}; the checkpoint is "
+              f"kept in {staging}; resume with: {_resume_command(args)}", file=sys.stderr)
+        return 130
+    except BaseException as err:
+        if not folder.checkpoint.exists():  # nothing to resume: leave no staging folder
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, KeyboardInterrupt):
+            print(f"zoo: interrupted; {args.method!r} runs keep no checkpoint and nothing "
+                  f"was written to {out}", file=sys.stderr)
+            return 130
+        raise
+    result.save(staging)
     summary = summarize(result) if result.posterior else pd.DataFrame()
-    with atomic_path(out / "summary.csv") as tmp:
+    with atomic_path(staging / "summary.csv") as tmp:
         summary.to_csv(tmp)
     metrics = model.evaluate(dataset, result, split="test") if "test" in dataset.splits else {}
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
-    atomic_write_text(out / "settings.json", json.dumps(
-        {k: v for k, v in vars(args).items() if k != "func"}, indent=2, default=str))
-    plots = save_standard_plots(result, out / "plots")
-    plots += model.plot(dataset, result, out / "plots")
+    atomic_write_text(staging / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    atomic_write_text(staging / "settings.json", json.dumps(command, indent=2, default=str))
+    plots = save_standard_plots(result, staging / "plots")
+    plots += model.plot(dataset, result, staging / "plots")
+    library_warnings = getattr(args, "library_warnings", [])
+    if library_warnings:  # kept for whoever wants them, not shown (see zoo.console)
+        atomic_write_text(staging / "warnings.txt", "\n".join(library_warnings) + "\n")
+    folder.commit()
     with pd.option_context("display.width", 160, "display.max_columns", None,
                            "display.max_rows", 40):
         print(summary if len(summary) else "(no global latent draws to summarise)")
     for key, value in metrics.items():
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
-    print(f"wrote {out}/posterior.nc, summary.csv, metrics.json and {len(plots)} plots")
+    print(f"wrote {out}/: posterior.nc, summary.csv, metrics.json and {len(plots)} plots")
     return 0
 
 
@@ -213,8 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "renyi")
     vi.add_argument("--num-particles", type=int, default=None, help="ELBO particles")
     vi.add_argument("--batch-size", type=int, default=None, help="mini-batch size")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 <= seed < 2**32")
+    p.add_argument("--out", default=None, help="output folder (default: "
+                   "runs/<model>/<method>-<timestamp>); it must be empty or absent")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (by default it is refused)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted svi fit from its checkpoint (same command)")
     p.set_defaults(func=_cmd_fit)
 
     p = verbs.add_parser("evaluate", help="held-out metrics of a saved run (zoo fit --out), "
@@ -236,14 +301,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``zoo`` console script."""
+    """Entry point of the ``zoo`` console script.
+
+    Errors a user can act on (a bad setting, a missing file, an interrupted run) end in one
+    ``zoo: error: ...`` line and a non-zero exit status, never a traceback.
+    """
+    from zoo.console import routed_warnings
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
-        return int(args.func(args) or 0)
-    except (KeyError, ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        with routed_warnings() as library_warnings:
+            args.library_warnings = library_warnings
+            return int(args.func(args) or 0)
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"zoo: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def fit(
         data, data_dir=data_dir, **dict(data_options or {})
     )
     target = methods.Target(zoo_model.model, zoo_model.model_kwargs(dataset, "train"),
-                            guides=zoo_model.guides(), traits=traits, name=name)
+                            guides=zoo_model.guides(), traits=traits, name=name,
+                            missing_ok=tuple(zoo_model.missing_value_names))
     result = entry.run(target, settings, seed=seed)
     record = {
         **dict(result.settings),

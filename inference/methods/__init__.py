@@ -29,7 +29,7 @@ __all__ = ["CAPABILITIES", "FAMILIES", "MethodSettings", "MethodSpec", "ModelTra
            "missing_capabilities", "register"]
 
 #: modules of this package that hold the machinery rather than methods
-_INFRASTRUCTURE = frozenset({"capabilities", "registry", "settings"})
+_INFRASTRUCTURE = frozenset({"capabilities", "inputs", "registry", "settings"})
 _discovered = False
 
 

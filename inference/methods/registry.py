@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from inference.methods.capabilities import (CAPABILITIES, ModelTraits, describe_missing,
                                             missing_capabilities)
+from inference.methods.inputs import check_finite_inputs
 from inference.methods.settings import MethodSettings, SettingsError
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class Target:
     guides: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     traits: ModelTraits = field(default_factory=ModelTraits)
     name: str = "model"
+    #: keywords of ``model_kwargs`` that may hold NaN to mark missing observations
+    missing_ok: tuple[str, ...] = ()
 
 
 RunFn = Callable[[Target, MethodSettings, int], "InferenceResult"]
@@ -127,6 +130,7 @@ class MethodSpec:
             raise SettingsError(f"method {self.name!r} takes {self.settings.__name__}, "
                                 f"got {type(settings).__name__}")
         self.check_model(target.traits, target.name, settings)
+        check_finite_inputs(target.model_kwargs, model=target.name, missing_ok=target.missing_ok)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SettingsError(f"seed must be a non-negative integer, got {seed!r}")
         result = self.run_fn(target, settings, seed)

@@ -13,6 +13,7 @@ Usage::
     ds.info["reference_draws"]["mu"].shape    # (10, 1000)
 """
 
+from zoo.data._common import DataFileError
 from zoo.data.catalog import (
     DataRow,
     UnknownDatasetError,
@@ -31,6 +32,7 @@ from zoo.data.standardize import Standardizer
 
 __all__ = [
     "ChecksumError",
+    "DataFileError",
     "DataNotFoundError",
     "DataRow",
     "Dataset",

@@ -23,6 +23,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from zoo.data._common import DataFileError, check_finite, reading
 from zoo.data.dataset import Dataset
 from zoo.data.mnist import read_npz
 from zoo.data.paths import data_file
@@ -42,7 +43,12 @@ LICENCE = "no formal licence; credit AT&T Laboratories Cambridge (test CSV: MIT)
 def _read_counts(path: str, size: int, mtime_ns: int) -> np.ndarray:
     import pandas as pd  # the C parser is about twice as fast as np.loadtxt here
 
-    counts = pd.read_csv(path, header=None, dtype=np.float32).to_numpy()
+    with reading(path):
+        counts = pd.read_csv(path, header=None, dtype=np.float32).to_numpy()
+    check_finite(counts, path, what="counts")
+    if counts.ndim != 2 or counts.shape[1] != 4096:
+        raise DataFileError(f"data file {path} holds rows of width {counts.shape[-1]}; "
+                            f"expected 4096 (64 x 64 faces)")
     counts.setflags(write=False)
     return counts
 

@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from zoo.data._common import check_finite, reading, require_keys
 from zoo.data.dataset import Dataset
 from zoo.data.paths import data_file
 
@@ -42,8 +43,10 @@ BINARIZED_SOURCE = (
 @lru_cache(maxsize=4)
 def _read_npz(path: str, size: int, mtime_ns: int) -> dict[str, np.ndarray]:
     """Every array of an npz file, read once per unchanged file and made read-only."""
-    with np.load(path, allow_pickle=False) as archive:
+    with reading(path), np.load(path, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
+    for key, array in arrays.items():
+        check_finite(array, path, what=f"entries in {key!r}")
     for array in arrays.values():
         array.setflags(write=False)
     return arrays
@@ -64,6 +67,7 @@ def load_mnist(data_dir=None, *, flatten: bool = True) -> Dataset:
     """MNIST 60k/10k: grey levels in [0, 1] (flattened to 784 by default) and int64 labels."""
     path = data_file(MNIST_FILE, data_dir, source=MNIST_SOURCE)
     arrays = read_npz(path)
+    require_keys(arrays, ("x_train", "y_train", "x_test", "y_test"), path)
     splits = {
         part: {
             "x": _grey(arrays[f"x_{part}"], flatten),
@@ -86,6 +90,7 @@ def load_binarized_mnist(data_dir=None, *, flatten: bool = True) -> Dataset:
     """Statically binarised MNIST, 50k/10k/10k train/valid/test, float32 values in {0, 1}."""
     path = data_file(BINARIZED_FILE, data_dir, source=BINARIZED_SOURCE)
     arrays = read_npz(path)
+    require_keys(arrays, ("train", "valid", "test"), path)
     splits = {}
     for part in ("train", "valid", "test"):
         x = torch.tensor(arrays[part]).to(torch.float32)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.data._common import DataFileError, check_finite, reading
 from zoo.data.dataset import Dataset
 from zoo.data.paths import data_file
 
@@ -53,7 +54,7 @@ def _check_name(name: str) -> None:
 
 @lru_cache(maxsize=64)
 def _read_json(path: str, size: int, mtime_ns: int) -> Any:
-    with open(path) as handle:
+    with reading(path), open(path) as handle:
         return json.load(handle)
 
 
@@ -65,6 +66,9 @@ def _json(relpath: str, data_dir) -> tuple[Any, Path]:
 
 def _to_tensor(key: str, value: Any) -> torch.Tensor:
     array = np.asarray(value)
+    if array.dtype.kind == "O" or array.dtype.kind in "US":
+        raise ValueError(f"data.json entry {key!r} is not a numeric array")
+    check_finite(array, f"data.json entry {key!r}")
     if array.dtype.kind in "iub":
         return torch.tensor(array, dtype=torch.int64)
     if array.dtype.kind == "f":
@@ -91,7 +95,10 @@ def load_posterior(name: str, data_dir=None) -> Dataset:
     """A posteriordb posterior's data (``splits["train"]``) with its reference draws in ``info``."""
     _check_name(name)
     data, data_path = _json(f"posteriordb/{name}/data.json", data_dir)
-    splits = {"train": {key: _to_tensor(key, value) for key, value in data.items()}}
+    if not isinstance(data, dict) or not data:
+        raise DataFileError(f"data file {data_path} should hold a JSON object of arrays")
+    with reading(data_path):
+        splits = {"train": {key: _to_tensor(key, value) for key, value in data.items()}}
     draws = load_reference_draws(name, data_dir)
     summary, _ = _json(f"posteriordb/{name}/reference_summary.json", data_dir)
     meta, _ = _json(f"posteriordb/{name}/info.json", data_dir)

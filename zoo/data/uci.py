@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.data._common import DataFileError, check_finite, reading, require_keys
 from zoo.data.dataset import Dataset
 from zoo.data.paths import data_file
 from zoo.data.standardize import regression_splits
@@ -61,11 +62,18 @@ def dataset_names() -> list[str]:
 def _read(data_path: str, data_stamp: tuple, splits_path: str, splits_stamp: tuple):
     import pandas as pd  # only when a UCI set is loaded
 
-    frame = pd.read_csv(data_path)
-    values = frame.to_numpy(dtype=np.float64)
+    with reading(data_path):
+        frame = pd.read_csv(data_path)
+        values = frame.to_numpy(dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] < 2:
+        raise DataFileError(f"data file {data_path} holds {values.shape[0]} rows of "
+                            f"{values.shape[1] if values.ndim == 2 else 0} columns; expected "
+                            f"rows of features and a target")
+    check_finite(values, data_path, list(frame.columns))
     values.setflags(write=False)
-    with open(splits_path) as handle:
+    with reading(splits_path), open(splits_path) as handle:
         splits = json.load(handle)
+    require_keys(splits, ("n_splits", "train", "test"), splits_path)
     return values, list(frame.columns), splits
 
 
@@ -103,8 +111,13 @@ def load_uci(name: str, data_dir=None, *, split: int = 0, standardize: bool = Tr
     )
     if meta["n_splits"] != n_splits or len(meta["train"]) != n_splits:
         raise ValueError(f"{splits_path} lists {meta['n_splits']} splits, expected {n_splits}")
-    train = np.asarray(meta["train"][split], dtype=np.int64)
-    test = np.asarray(meta["test"][split], dtype=np.int64)
+    with reading(splits_path):
+        train = np.asarray(meta["train"][split], dtype=np.int64)
+        test = np.asarray(meta["test"][split], dtype=np.int64)
+    for part, index in (("train", train), ("test", test)):
+        if index.size == 0 or index.min() < 0 or index.max() >= len(values):
+            raise DataFileError(f"data file {splits_path}: split {split} {part} indices must "
+                                f"be non-empty and within 0..{len(values) - 1}")
     x, y = values[:, :-1], values[:, -1]
     splits, x_scaler, y_scaler = regression_splits(x, y, train, test, standardize)
     info = {

@@ -44,6 +44,9 @@ class ZooModel:
     name: ClassVar[str] = ""
     #: keywords of ``model`` that carry observations (set to ``None`` to simulate them)
     observed_names: ClassVar[tuple[str, ...]] = ("y",)
+    #: observation keywords that may hold NaN to mark missing values; the model leaves those
+    #: entries out of its likelihood (every other NaN input is refused before inference)
+    missing_value_names: ClassVar[tuple[str, ...]] = ()
     #: the model's own guide, or ``None`` when an autoguide should be used
     guide: Callable[..., Any] | None = None
 

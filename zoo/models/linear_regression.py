@@ -136,10 +136,14 @@ class ConjugateLinearRegression(ReferenceModel):
     ``prior_mean`` (scalar or length-p ``m0``), ``prior_scale`` (scalar or length-p, giving
     ``V0 = diag(prior_scale**2)``), ``prior_cov`` (a full (p, p) ``V0``, overriding
     ``prior_scale``), ``fit_intercept`` (prepend a column of ones), ``dtype``. ``p`` counts the
-    intercept when there is one. Sites: ``beta`` (p,), ``sigma2`` ().
+    intercept when there is one. Sites: ``beta`` (p,), ``sigma2`` (). A NaN in ``y`` marks a
+    missing response: the row is left out of the likelihood.
     """
 
     stan_event_dims: ClassVar[Mapping[str, int]] = {"beta": 1, "sigma2": 0}
+    #: a NaN in ``y`` marks a missing response: that row is left out of the likelihood
+    #: (missing at random), and the exact posterior is that of the observed rows
+    missing_value_names: ClassVar[tuple[str, ...]] = ("y",)
 
     def __init__(
         self,
@@ -198,6 +202,9 @@ class ConjugateLinearRegression(ReferenceModel):
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None,
               subsample_size: int | None = None) -> torch.Tensor:
         design = self.design(x)
+        if y is not None and bool(torch.isnan(y).any()):  # missing responses: rows left out
+            observed = ~torch.isnan(y)
+            design, y = design[observed], y[observed]
         m0, v0 = self.prior(design.shape[-1])
         m0 = m0.to(design)
         sigma2 = pyro.sample("sigma2", dist.InverseGamma(design.new_tensor(self.a0),
@@ -221,8 +228,10 @@ class ConjugateLinearRegression(ReferenceModel):
     def exact_posterior(self, x: torch.Tensor, y: torch.Tensor) -> NIGPosterior:
         """The exact NIG posterior given features ``x`` (N, features) and ``y`` (N,)."""
         design = self.design(torch.as_tensor(x, dtype=torch.float64))
+        y = torch.as_tensor(y, dtype=torch.float64)
+        observed = ~torch.isnan(y)
         m0, v0 = self.prior(design.shape[-1])
-        return nig_posterior(design, y, m0, v0, self.a0, self.b0)
+        return nig_posterior(design[observed], y[observed], m0, v0, self.a0, self.b0)
 
     def reference_posterior(self, dataset: Dataset) -> Mapping[str, Any]:
         """Exact posterior moments on the training split, keyed like :meth:`to_stan_draws`.
