@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -134,17 +135,59 @@ def write_tables(suite: Suite, out_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
+def _read_row(path: Path) -> dict[str, Any]:
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the committed cell {path}: {err}") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"the committed cell {path} should hold a JSON object")
+    return row
+
+
+def _read_table(run: Path) -> tuple[pd.DataFrame, Path] | None:
+    """``results.parquet`` or ``results.csv`` of ``run`` (whichever is there), with its path."""
+    for name, reader in ((RESULTS_PARQUET, pd.read_parquet), (RESULTS_CSV, pd.read_csv)):
+        path = run / name
+        if path.is_file():
+            try:
+                return reader(path), path
+            except Exception as err:  # pandas and pyarrow raise many kinds; name the file
+                raise ValueError(f"cannot read the results table {path}: {err}") from None
+    return None
+
+
 def read_results(run_dir: str | Path) -> pd.DataFrame:
-    """The results table of a finished (or partial) run folder."""
+    """The results table of a finished (or partial) run folder, built from its committed cells.
+
+    The cells' ``row.json`` files are the record; ``results.csv``/``.parquet`` are derived
+    copies (used alone only when a folder has no ``cells/``). When a table file disagrees with
+    the cells (a truncated or stale copy) a warning says so and the cells win.
+    """
     run = Path(run_dir)
-    if (run / RESULTS_PARQUET).is_file():
-        return pd.read_parquet(run / RESULTS_PARQUET)
-    if (run / RESULTS_CSV).is_file():
-        return pd.read_csv(run / RESULTS_CSV)
-    rows = [json.loads(p.read_text()) for p in sorted((run / CELLS_DIR).glob(f"*/{ROW_FILE}"))]
-    if not rows:
-        raise FileNotFoundError(f"{run} holds no benchmark results ({RESULTS_CSV} or cells/)")
-    return rows_to_frame(rows)
+    row_files = sorted((run / CELLS_DIR).glob(f"*/{ROW_FILE}"))
+    if not row_files:
+        table = _read_table(run)
+        if table is None:
+            raise FileNotFoundError(f"{run} holds no benchmark results ({RESULTS_CSV} or "
+                                    f"cells/)")
+        return table[0]
+    frame = rows_to_frame([_read_row(p) for p in row_files])
+    try:
+        table = _read_table(run)
+    except ValueError as err:
+        warnings.warn(f"{err}; the table is rebuilt from the {len(frame)} committed cells",
+                      RuntimeWarning, stacklevel=2)
+        return frame
+    if table is not None and "cell_id" in table[0] and "cell_id" in frame:
+        listed, committed = set(table[0]["cell_id"].astype(str)), set(frame["cell_id"])
+        if listed != committed:
+            warnings.warn(f"{table[1]} lists {len(listed)} cells but {len(committed)} are "
+                          f"committed in {run / CELLS_DIR} ({len(committed - listed)} missing "
+                          f"from the table, {len(listed - committed)} not committed); the "
+                          f"table is built from the committed cells", RuntimeWarning,
+                          stacklevel=2)
+    return frame
 
 
 def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:

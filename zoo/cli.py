@@ -19,7 +19,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 
 def _parse_config(pairs: Sequence[str], flag: str = "--config") -> dict[str, Any]:
@@ -27,7 +27,7 @@ def _parse_config(pairs: Sequence[str], flag: str = "--config") -> dict[str, Any
     config: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"zoo: {flag} expects key=value, got {pair!r}")
+            raise ValueError(f"{flag} expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
         try:
             config[key] = json.loads(raw)
@@ -75,6 +75,18 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from zoo.data import describe
+
+    if args.action == "fetch":
+        from zoo.data.fetch import fetch
+
+        if not args.name:
+            raise ValueError("zoo data fetch needs a data set name (see `zoo data`)")
+        paths = fetch(args.name, data_dir=args.data_dir, base_url=args.url, force=args.force)
+        print(f"fetched {args.name}: {', '.join(str(p) for p in paths)}")
+        return 0
+    if args.name:
+        raise ValueError(f"`zoo data` lists data sets; to download one: zoo data fetch "
+                         f"{args.name}")
 
     rows = describe(args.data_dir)
     width = max((len(r["name"]) for r in rows), default=0)
@@ -221,9 +233,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb; ``zoo VERB --help`` documents each."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="zoo", description="ppl-zoo: deep probabilistic models, inference benchmarks, "
                                 "posterior diagnostics.")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -238,7 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also each method's description and settings")
     p.set_defaults(func=_cmd_methods)
 
-    p = verbs.add_parser("data", help="which data sets are present and where")
+    p = verbs.add_parser("data", help="which data sets are present and where; `zoo data fetch "
+                         "NAME` downloads one")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "fetch"),
+                   help="list (default) or fetch")
+    p.add_argument("name", nargs="?", default=None, help="data set to fetch")
+    p.add_argument("--url", default=None, help="mirror to fetch from (default: $ZOO_DATA_URL)")
+    p.add_argument("--force", action="store_true", help="download even when a good copy is "
+                   "there")
     p.add_argument("--data-dir", default=None, help="data directory (default: $ZOO_DATA, "
                    "../shared/data beside the checkout, then the user cache)")
     p.set_defaults(func=_cmd_data)
