@@ -135,13 +135,19 @@ def write_tables(suite: Suite, out_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _read_row(path: Path) -> dict[str, Any]:
+def _read_row(path: Path) -> dict[str, Any] | None:
+    """A committed cell's row; a torn or foreign ``row.json`` is left out with a warning
+    naming it (the runner, too, counts such a cell as not done)."""
     try:
         row = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read the committed cell {path}: {err}") from None
+        row, why = None, str(err)
+    else:
+        why = "it does not hold a JSON object"
     if not isinstance(row, dict):
-        raise ValueError(f"the committed cell {path} should hold a JSON object")
+        warnings.warn(f"cannot read the committed cell {path} ({why}); it is left out",
+                      RuntimeWarning, stacklevel=3)
+        return None
     return row
 
 
@@ -172,7 +178,7 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
             raise FileNotFoundError(f"{run} holds no benchmark results ({RESULTS_CSV} or "
                                     f"cells/)")
         return table[0]
-    frame = rows_to_frame([_read_row(p) for p in row_files])
+    frame = rows_to_frame([row for p in row_files if (row := _read_row(p)) is not None])
     try:
         table = _read_table(run)
     except ValueError as err:
