@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -48,8 +49,17 @@ def summarize(result: "InferenceResult", var_names: Sequence[str] | None = None,
         if unknown:
             raise KeyError(f"unknown variable(s) {unknown}; the posterior has "
                            f"{sorted(result.posterior)}")
-    table = az.summary(result.to_inference_data(), var_names=list(var_names) if var_names
-                       else None, hdi_prob=hdi_prob)
+    # one chain (variational draws): ArviZ logs "Shape validation failed" for the R-hat it
+    # cannot compute; the NaN in the r_hat column already says so
+    arviz_logger = logging.getLogger("arviz")
+    level = arviz_logger.level
+    if result.num_chains == 1:
+        arviz_logger.setLevel(logging.ERROR)
+    try:
+        table = az.summary(result.to_inference_data(), var_names=list(var_names) if var_names
+                           else None, hdi_prob=hdi_prob)
+    finally:
+        arviz_logger.setLevel(level)
     seconds = float(result.timings.get("sampling", 0.0) or 0.0)
     table["ess_bulk_per_s"] = table["ess_bulk"] / seconds if seconds > 0 else np.nan
     return table
