@@ -102,8 +102,21 @@ class MethodSpec:
         return self.settings.field_names()
 
     def settings_from(self, values: Mapping[str, Any] | None = None) -> MethodSettings:
-        """Validated settings from a dict; unknown keys and bad values raise ``SettingsError``."""
-        return self.settings.from_mapping(dict(values or {}), method=self.name)
+        """Validated settings from a dict; unknown keys and bad values raise ``SettingsError``.
+
+        A key that belongs to other methods is refused naming them (``num_warmup`` with svi:
+        a setting of nuts, hmc, ...).
+        """
+        values = dict(values or {})
+        foreign = {key: [m.name for m in list_methods() if key in m.fields]
+                   for key in values if key not in self.fields}
+        owned = {key: owners for key, owners in foreign.items() if owners}
+        if owned:
+            where = "; ".join(f"{key} is a setting of {', '.join(owners)}"
+                              for key, owners in owned.items())
+            raise SettingsError(f"method {self.name!r} takes no setting(s) {sorted(owned)}: "
+                                f"{where}")
+        return self.settings.from_mapping(values, method=self.name)
 
     def needs_for(self, settings: MethodSettings | None = None) -> frozenset[str]:
         """Capabilities a run with ``settings`` needs of its model."""
