@@ -57,8 +57,7 @@ def mask_inputs(images: torch.Tensor, given: int) -> torch.Tensor:
     side = int(round(images.shape[-1] ** 0.5))
     if side * side != images.shape[-1]:
         raise ValueError(f"images of width {images.shape[-1]} are not square")
-    keep = given_mask(given, side).to(images.device)
-    return torch.where(keep, images, torch.full_like(images, HIDDEN))
+    return images.masked_fill(~given_mask(given, side).to(images.device), HIDDEN)
 
 
 def fill_hidden(inputs: torch.Tensor, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

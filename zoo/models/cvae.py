@@ -188,6 +188,7 @@ class QuadrantCVAE(ConditionalFitMixin, ZooModel, nn.Module):
     """
 
     observed_names = ("y",)
+    guide_name = "recognition"
 
     def __init__(
         self,

@@ -58,6 +58,7 @@ class LabelCVAE(ConditionalFitMixin, ZooModel, nn.Module):
     ``eval_data_batch``, ``eval_seed``, ``init_seed`` (0)."""
 
     observed_names = ("x",)
+    guide_name = "recognition"
 
     def __init__(
         self,
