@@ -83,3 +83,58 @@ def style_transfer_grid(model: Any, x: torch.Tensor, c: torch.Tensor, out_dir: P
     return _show(images, [f"class {int(k)}" for k in c], cols,
                  Path(out_dir) / "style_transfer.png",
                  "style transfer: q(z | x, c) mean decoded with every class")
+
+
+def quadrant_table(run_dir: str | Path) -> "Any":
+    """The published CVAE table's shape from a ``cvae`` suite run: rows are the baseline and
+    each CVAE estimate, columns 1, 2 and 3 given quadrants; every entry a loss per image
+    (lower is better), the mean over the run's cells (seeds), with its PSIS k-hat for
+    importance-sampled entries. Published rows from the suite file come last.
+
+    Usage (prints a markdown table)::
+
+        python -m zoo.viz.cvae runs/cvae
+    """
+    import pandas as pd
+
+    from benchmarks.suite import load_suite
+
+    run = Path(run_dir)
+    table = pd.read_csv(run / "results.csv")
+    table = table[(table["model"] == "cvae") & (table["status"] == "ok")]
+    cols = {q: f"{q} quadrant" + ("s" if q > 1 else "") for q in (1, 2, 3)}
+    rows: dict[str, dict[str, str]] = {}
+
+    def put(name: str, q: int, text: str) -> None:
+        rows.setdefault(name, {c: "" for c in cols.values()})[cols[q]] = text
+
+    for q in (1, 2, 3):
+        cells = table[table["label"].isin([f"xz_q{q}", f"z_q{q}"])]
+        if len(cells):
+            put("deterministic baseline (masked BCE)", q, f"{cells['baseline_bce'].mean():.1f}")
+        for gen, what in (("xz", "p(y|x,z)"), ("z", "p(y|z)")):
+            cell = table[table["label"] == f"{gen}_q{q}"]
+            if not len(cell):
+                continue
+            nll, khat = -cell["test_ll"].mean(), cell["test_ll_khat"].mean()
+            samples = int(cell["eval_samples"].max())
+            put(f"CVAE {what}: -log p(y|x), IS S={samples}", q, f"{nll:.1f} (k̂ {khat:.2f})")
+            put(f"CVAE {what}: -ELBO, 10 particles", q, f"{-cell['test_elbo_k'].mean():.1f}")
+    suite = load_suite(str(run / "suite.toml"), validate=False)
+    names = {"baseline_bce": "baseline (masked BCE)", "test_elbo_k": "CVAE -ELBO, 10 particles",
+             "test_ll": "CVAE -log p(y|x), IS"}
+    for p in suite.published:
+        label, metric = str(p["method"]), str(p["metric"])
+        q = int(label[-1])
+        value = float(p["value"]) * (1 if metric == "baseline_bce" else -1)
+        put(f"published: {names.get(metric, metric)}, {p['source']}", q, f"{value:.1f}")
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+if __name__ == "__main__":  # python -m zoo.viz.cvae RUN_DIR
+    import sys
+
+    from benchmarks.report import markdown_table
+
+    frame = quadrant_table(sys.argv[1])
+    print("\n".join(markdown_table(frame.rename_axis("").reset_index())))
