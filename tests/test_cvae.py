@@ -161,3 +161,11 @@ def test_cli_fit_writes_metrics_and_completion_images(tmp_path):
         assert name in metrics and math.isfinite(metrics[name])
     assert metrics["eval_points"] == 20 and metrics["test_ll"] >= metrics["test_elbo"]
     assert (out / "plots" / "completions_q1.png").is_file()
+    # the saved run reloads with its recognition network and evaluates to the same numbers
+    from zoo.evaluation import evaluate_fit
+    from zoo.reload import load_run
+
+    result, model, dataset = load_run(out)
+    again = evaluate_fit(model, dataset, result)
+    assert again["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-6)
+    assert again["baseline_bce"] == pytest.approx(metrics["baseline_bce"], abs=1e-6)

@@ -401,7 +401,8 @@ class RecognitionGuide(ZooGuide):
 
     def __init__(self, owner: Any) -> None:
         self.owner = owner
-        self.__name__ = self.__qualname__ = f"{type(owner).__name__}.recognition"
+        # the name a fit records is a key of the model's guides(), so a saved run reloads
+        self.__name__ = self.__qualname__ = "recognition"
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         self.owner._guide(*args, **kwargs)
