@@ -53,7 +53,8 @@ def hidden_index(given: int, side: int = 28) -> torch.Tensor:
 def mask_inputs(images: torch.Tensor, given: int) -> torch.Tensor:
     """Flattened images ``(N, side * side)`` with the hidden pixels set to ``-1``."""
     if images.dim() != 2:
-        raise ValueError(f"images must be flattened to (N, pixels), got shape {tuple(images.shape)}")
+        raise ValueError(f"images must be flattened to (N, pixels), got shape "
+                         f"{tuple(images.shape)}")
     side = int(round(images.shape[-1] ** 0.5))
     if side * side != images.shape[-1]:
         raise ValueError(f"images of width {images.shape[-1]} are not square")

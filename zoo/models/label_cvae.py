@@ -103,7 +103,8 @@ class LabelCVAE(ConditionalFitMixin, ZooModel, nn.Module):
 
     # ------------------------------------------------------------------ networks
     def _onehot(self, c: torch.Tensor) -> torch.Tensor:
-        if c.dtype not in (torch.int64, torch.int32) or (c < 0).any() or (c >= self.num_classes).any():
+        if (c.dtype not in (torch.int64, torch.int32) or (c < 0).any()
+                or (c >= self.num_classes).any()):
             raise ValueError(f"c must hold integer classes in 0..{self.num_classes - 1}")
         return F.one_hot(c.long(), self.num_classes).to(torch.get_default_dtype())
 
