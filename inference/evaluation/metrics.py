@@ -37,7 +37,8 @@ METRICS: dict[str, Metric] = {
     # held-out likelihoods (per data point)
     "test_ll": Metric("held-out log-likelihood: importance-sampled log p(x) for models with "
                       "local latents (log p(y | x) for conditional models such as the CVAE), "
-                      "log-mean-exp of p(y | x, draw) over posterior draws otherwise", "nats per data point", True),
+                      "log-mean-exp of p(y | x, draw) over posterior draws otherwise",
+                      "nats per data point", True),
     "test_ll_se": Metric("standard error of test_ll across data points (absent when the "
                          "estimate is unreliable)", "nats per data point", kind="diagnostic"),
     "test_ll_mc_se": Metric("Monte Carlo error of the importance-sampled test_ll",
