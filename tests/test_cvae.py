@@ -106,6 +106,20 @@ def test_early_stopping_uses_a_validation_split_from_training(trained_cvae):
     assert len(settings["early_stopping"]["val_history"]) == CVAE_STEPS // settings["eval_every"]
 
 
+def test_early_stopping_follows_the_configuration_and_can_be_off(mnist_small):
+    tiny = {"hidden": (8,), "latent_dim": 2}
+    model = zoo.get("cvae", validation_size=N_VALID, patience=5, **tiny)
+    result, _, _ = fit(model, "svi", data=mnist_small, num_steps=2, eval_every=1,
+                       progress_bar=False)
+    assert result.settings["patience"] == 5 and result.settings["eval_every"] == 1
+    assert len(result.settings["early_stopping"]["val_history"]) == 2  # the model's split
+    off = zoo.get("cvae", validation_size=0, **tiny)
+    result, _, _ = fit(off, "svi", data=mnist_small, num_steps=2, progress_bar=False)
+    assert result.settings["patience"] is None and result.settings["early_stopping"] is None
+    with pytest.raises(ValueError, match="validation_size=0"):
+        off.evaluation_kwargs(mnist_small, "valid")
+
+
 def test_cvae_beats_the_baseline_on_one_quadrant(trained_cvae, mnist_small):
     model, _ = trained_cvae
     kwargs = model.evaluation_kwargs(mnist_small, "test")
