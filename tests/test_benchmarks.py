@@ -188,7 +188,7 @@ def test_unknown_suite_name_lists_the_built_in_suites():
         load_suite("no-such-suite")
 
 
-@pytest.mark.parametrize("name", ["quick", "posteriordb", "uci", "mnist-vae", "sparse-vd"])
+@pytest.mark.parametrize("name", ["quick", "posteriordb", "uci", "mnist-vae", "sparse-vd", "cvae"])
 def test_built_in_suites_parse_and_record_published_numbers(name):
     assert name in builtin_suites()
     suite = load_suite(name, validate=False)

@@ -17,7 +17,10 @@ from pyro.poutine.util import site_is_subsample
 import zoo
 from inference.guide_protocol import ZooGuide, guide_kind, guide_report
 from zoo.models.bnn import BayesianNet
+from zoo.data.quadrants import mask_inputs
 from zoo.models.bnn_guides import compression_summary
+from zoo.models.cvae import QuadrantCVAE
+from zoo.models.label_cvae import LabelCVAE
 from zoo.models.networks import LazyInputDim
 
 #: small settings for registered models whose defaults are big (others are built as registered)
@@ -29,6 +32,8 @@ SMALL = {
     "bnn_classifier": {"hidden": (4,)},
     "lenet300100": {"hidden": (6, 5)},
     "lenet5": {"image_shape": (16, 16)},  # 16x16 inputs keep one 1x1 feature map per channel
+    "cvae": {"hidden": (8,), "latent_dim": 2, "side": 4},
+    "label_cvae": {"hidden": (8,), "latent_dim": 2, "x_dim": 12, "num_classes": 3},
 }
 N = 7
 
@@ -43,6 +48,12 @@ def _small_kwargs(model: Any) -> dict[str, torch.Tensor]:
         if model.task == "regression":
             return {"x": x, "y": torch.randn(N, generator=gen)}
         return {"x": x, "y": torch.randint(model.num_classes, (N,), generator=gen)}
+    if isinstance(model, QuadrantCVAE):  # masked images and their hidden pixels
+        images = torch.rand(N, model.x_dim, generator=gen)
+        return {"x": mask_inputs(images, model.quadrants), "y": images[:, model.index]}
+    if isinstance(model, LabelCVAE):
+        return {"x": torch.rand(N, model.x_dim, generator=gen),
+                "c": torch.randint(model.num_classes, (N,), generator=gen)}
     if isinstance(model, LazyInputDim):  # VAE, DLGM, PPCA: flattened images
         return {"x": torch.bernoulli(torch.full((N, 12), 0.5), generator=gen)}
     from zoo.data import load
@@ -57,7 +68,8 @@ def _own_guides() -> list[tuple[str, str]]:
 
 def test_the_models_that_define_guides_are_all_covered():
     names = {name for name, _ in _own_guides()}
-    assert {"vae", "dlgm2", "ppca", "bnn", "bnn_classifier", "lenet300100", "lenet5"} <= names
+    assert {"vae", "dlgm2", "ppca", "bnn", "bnn_classifier", "lenet300100", "lenet5", "cvae",
+            "label_cvae"} <= names
 
 
 @pytest.mark.parametrize("name, key", _own_guides())

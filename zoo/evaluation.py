@@ -74,6 +74,7 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
     exact = model.exact_log_likelihood_of(first_points(kwargs, settings.max_points))
     if exact is not None:
         metrics["test_ll_exact"] = float(np.mean(np.asarray(exact, dtype=float)))
+    metrics.update(model.heldout_extras(first_points(kwargs, settings.max_points)))
     guide = own_guide or (result.fitted or {}).get("guide")
     metrics.update(guide_report(guide))
     if isinstance(guide, ZooGuide) and not guide.amortised and "test_error" in metrics:

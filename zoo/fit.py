@@ -87,7 +87,13 @@ def fit(
     dataset = data if isinstance(data, Dataset) else load(
         data, data_dir=data_dir, **dict(data_options or {})
     )
-    target = methods.Target(zoo_model.model, zoo_model.model_kwargs(dataset, "train"),
+    train_kwargs = zoo_model.model_kwargs(dataset, "train")
+    from_data = zoo_model.data_driver_defaults(entry.family, dataset, settings.as_dict())
+    from_data = {k: v for k, v in from_data.items()
+                 if k in entry.fields and k not in driver_settings}
+    if from_data:  # e.g. a validation split cut from the training data, for early stopping
+        settings = method_settings(method, zoo_model, {**from_data, **driver_settings}, guide)
+    target = methods.Target(zoo_model.model, train_kwargs,
                             guides=zoo_model.guides(), traits=traits, name=name,
                             missing_ok=tuple(zoo_model.missing_value_names))
     result = entry.run(target, settings, seed=seed)

@@ -70,7 +70,8 @@ def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, 
                              f"amortised guide (an encoder); the fit used {guide!r}")
         return heldout_importance(model, guide, kwargs, is_samples=settings.is_samples,
                                   particle_batch=settings.particle_batch,
-                                  data_batch=settings.data_batch, seed=settings.seed)
+                                  data_batch=settings.data_batch, seed=settings.seed,
+                                  elbo_particles=settings.elbo_particles)
     from inference.evaluation.draws import posterior_draws
     from inference.evaluation.predictive import predictive_metrics
 

@@ -54,11 +54,24 @@ def importance_metrics(estimate: Any) -> dict[str, float]:
 def heldout_importance(model: Callable[..., Any], guide: Callable[..., Any],
                        kwargs: Mapping[str, Any], *, is_samples: int = 1000,
                        particle_batch: int = 500, data_batch: int = 100, seed: int = 0,
-                       ) -> dict[str, float]:
-    """Importance-sampled ``log p(x)`` per held-out point with ``guide`` as the proposal."""
+                       elbo_particles: int | None = None) -> dict[str, float]:
+    """Importance-sampled ``log p(x)`` per held-out point with ``guide`` as the proposal.
+
+    With ``elbo_particles`` a second, independent estimate of the ELBO from that many draws
+    per point is added as ``test_elbo_k`` (seeded with ``seed + 1``), with its standard error
+    across points ``test_elbo_k_se``.
+    """
     from inference.marginal_likelihood import importance_log_likelihood
 
     estimate = importance_log_likelihood(model, guide, kwargs, num_samples=is_samples,
                                          particle_batch=min(particle_batch, is_samples),
                                          data_batch=data_batch, seed=seed)
-    return importance_metrics(estimate)
+    metrics = importance_metrics(estimate)
+    if elbo_particles is not None:
+        few = importance_log_likelihood(model, guide, kwargs, num_samples=elbo_particles,
+                                        particle_batch=min(particle_batch, elbo_particles),
+                                        data_batch=data_batch, seed=seed + 1)
+        metrics["test_elbo_k"] = few.elbo_mean
+        metrics["test_elbo_k_se"] = few.elbo_se
+        metrics["elbo_particles"] = float(elbo_particles)
+    return metrics

@@ -36,8 +36,9 @@ class Metric:
 METRICS: dict[str, Metric] = {
     # held-out likelihoods (per data point)
     "test_ll": Metric("held-out log-likelihood: importance-sampled log p(x) for models with "
-                      "local latents, log-mean-exp of p(y | x, draw) over posterior draws "
-                      "otherwise", "nats per data point", True),
+                      "local latents (log p(y | x) for conditional models such as the CVAE), "
+                      "log-mean-exp of p(y | x, draw) over posterior draws otherwise",
+                      "nats per data point", True),
     "test_ll_se": Metric("standard error of test_ll across data points (absent when the "
                          "estimate is unreliable)", "nats per data point", kind="diagnostic"),
     "test_ll_mc_se": Metric("Monte Carlo error of the importance-sampled test_ll",
@@ -52,6 +53,17 @@ METRICS: dict[str, Metric] = {
                             "nats per data point", True),
     "test_elbo": Metric("held-out ELBO (mean log importance weight)", "nats per data point",
                         True),
+    "test_elbo_k": Metric("held-out ELBO estimated from elbo_particles guide draws per point "
+                          "(independent of test_ll's draws; Pyro's CVAE tutorial reports 10)",
+                          "nats per data point", True),
+    "test_elbo_k_se": Metric("standard error of test_elbo_k across data points",
+                             "nats per data point", kind="diagnostic"),
+    "elbo_particles": Metric("guide draws per point behind test_elbo_k", kind="bookkeeping"),
+    "baseline_bce": Metric("masked binary cross-entropy of a deterministic baseline network's "
+                           "prediction of the hidden pixels (CVAE quadrant completion), summed "
+                           "over hidden pixels", "nats per image", False),
+    "baseline_bce_se": Metric("standard error of baseline_bce across images", "nats per image",
+                              kind="diagnostic"),
     "gap": Metric("test_ll - test_elbo: what the guide loses to the bound", "nats per data "
                   "point", False, kind="diagnostic"),
     "eval_samples": Metric("importance samples per data point", kind="bookkeeping"),

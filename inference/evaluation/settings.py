@@ -21,6 +21,8 @@ class EvalSettings(MethodSettings):
     """Settings of held-out evaluation (checked like a method's settings).
 
     ``is_samples``: importance samples per data point (models with local latents);
+    ``elbo_particles``: with local latents, a second, independent ELBO estimate from this few
+    draws per point (``test_elbo_k``; Pyro's CVAE tutorial reports a 10-particle ELBO);
     ``num_draws``: posterior draws for predictive metrics; ``max_points``: evaluate on the
     first n held-out points only; ``particle_batch``/``data_batch``/``chunk_size`` bound
     memory; ``seed`` fixes the evaluation's random numbers (the global RNG is left alone).
@@ -30,6 +32,9 @@ class EvalSettings(MethodSettings):
     num_draws: int = integer(200, minimum=1, help="posterior draws for predictive metrics")
     max_points: int | None = integer(None, minimum=1, optional=True,
                                      help="evaluate on the first n held-out points only")
+    elbo_particles: int | None = integer(None, minimum=1, optional=True,
+                                         help="also estimate the held-out ELBO from this many "
+                                              "guide draws per point (test_elbo_k)")
     particle_batch: int = integer(500, minimum=1, help="importance samples drawn at once")
     data_batch: int = integer(100, minimum=1, help="held-out points evaluated at once")
     chunk_size: int = integer(50, minimum=1, help="posterior draws evaluated at once")

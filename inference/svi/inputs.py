@@ -28,10 +28,13 @@ def to_device(kwargs: Mapping[str, Any] | None, device: torch.device) -> dict[st
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a ``torch.device`` that exists here (``cpu``, or ``cuda`` when available).
+    """``device`` as a ``torch.device`` that exists here (``cpu``, or ``cuda`` when available;
+    ``"auto"``: ``cuda`` when available, else ``cpu``).
 
     Usage: ``resolve_device("cpu")``.
     """
+    if device == "auto":  # a GPU when there is one
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:

@@ -81,6 +81,18 @@ class ZooModel:
         """
         return {}
 
+    def data_driver_defaults(self, family: str, dataset: Dataset,
+                             settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Method settings that depend on the loaded data, merged over :meth:`driver_defaults`
+        and under the caller's settings (keys a method does not take are dropped).
+
+        ``settings`` are the method's values so far (defaults and the caller's). A model that
+        early-stops on a validation split cut from its training data returns
+        ``{"validation_kwargs": ..., "patience": ..., "eval_every": ...}`` here, since the
+        split exists only once the data are loaded. Default: none.
+        """
+        return {}
+
     def guides(self) -> Mapping[str, Callable[..., Any]]:
         """Model-specific guides by name (``--guide NAME`` on the CLI).
 
@@ -99,6 +111,13 @@ class ZooModel:
         binarisation) fixes them here so that every evaluation sees the same data.
         """
         return self.model_kwargs(dataset, split)
+
+    def heldout_extras(self, kwargs: Mapping[str, Any]) -> dict[str, float]:
+        """Held-out figures of the model's own deterministic parts (a CVAE's baseline network's
+        masked cross-entropy) on evaluation keywords ``kwargs``, added to the metrics by
+        :func:`zoo.evaluation.evaluate_fit`; default none. Names must be in
+        :data:`inference.evaluation.metrics.METRICS`."""
+        return {}
 
     def evaluation_defaults(self) -> dict[str, Any]:
         """Evaluation settings this model asks for (keys of
