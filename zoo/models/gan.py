@@ -7,7 +7,8 @@ same figures computed for VAE and RBM samples. Trained by the ``gan`` method (fa
 ``point``, non-saturating generator loss); this file holds only the two networks:
 
 - generator ``z ~ N(0, I_latent) -> ReLU MLP -> sigmoid`` (pixel values in [0, 1]);
-- discriminator ``x -> LeakyReLU(0.2) MLP -> one logit``.
+- discriminator ``x -> LeakyReLU(0.2) MLP with dropout -> one logit`` (dropout keeps the
+  discriminator from winning outright early on, as in the usual MLP GAN recipes).
 
 Usage::
 
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
     from inference.result import InferenceResult
 
 
-def _leaky_mlp(in_dim: int, hidden: Sequence[int]) -> nn.Sequential:
+def _leaky_mlp(in_dim: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:
         layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
         width = h
     return nn.Sequential(*layers, nn.Linear(width, 1))
 
@@ -52,8 +55,10 @@ class GANNet(nn.Module):
     """
 
     def __init__(self, x_dim: int, latent_dim: int, g_hidden: Sequence[int] = (256, 512),
-                 d_hidden: Sequence[int] = (512, 256)):
+                 d_hidden: Sequence[int] = (512, 256), d_dropout: float = 0.3):
         super().__init__()
+        if not 0.0 <= d_dropout < 1.0:
+            raise ValueError(f"d_dropout must be in [0, 1), got {d_dropout!r}")
         for name, value in (("x_dim", x_dim), ("latent_dim", latent_dim)):
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -62,7 +67,7 @@ class GANNet(nn.Module):
         self.generator = nn.Sequential(mlp(self.latent_dim, g_hidden, "relu"),
                                        nn.Linear(out_dim(self.latent_dim, g_hidden), self.x_dim),
                                        nn.Sigmoid())
-        self.discriminator = _leaky_mlp(self.x_dim, tuple(int(h) for h in d_hidden))
+        self.discriminator = _leaky_mlp(self.x_dim, tuple(int(h) for h in d_hidden), d_dropout)
 
     def sample_noise(self, n: int) -> torch.Tensor:
         """``n`` draws of the generator's input ``z ~ N(0, I)`` (torch's global generator)."""
@@ -79,16 +84,17 @@ class GANNet(nn.Module):
 )
 class GAN(ZooModel):
     """A GAN as a zoo model; configuration keywords (all optional): ``latent_dim`` (64),
-    ``g_hidden`` ((256, 512)), ``d_hidden`` ((512, 256)), ``x_dim`` (784), ``image_shape``,
+    ``g_hidden`` ((256, 512)), ``d_hidden`` ((512, 256)), ``d_dropout`` (0.3), ``x_dim`` (784),
+    ``image_shape``,
     ``init_seed`` (seed of the weight initialisation; the global RNG is left untouched)."""
 
     observed_names = ("x",)
 
     def __init__(self, *, latent_dim: int = 64, g_hidden: Sequence[int] = (256, 512),
-                 d_hidden: Sequence[int] = (512, 256), x_dim: int = 784,
+                 d_hidden: Sequence[int] = (512, 256), d_dropout: float = 0.3, x_dim: int = 784,
                  image_shape: Sequence[int] | None = None, init_seed: int | None = 0):
         with seeded(init_seed):
-            self.network = GANNet(x_dim, latent_dim, g_hidden, d_hidden)
+            self.network = GANNet(x_dim, latent_dim, g_hidden, d_hidden, d_dropout)
         self.image_shape = tuple(image_shape) if image_shape else None
 
     @property
