@@ -5,7 +5,8 @@ density. What it shares with the others is here: shuffled mini-batches of one da
 a seed that fixes every random number of the run (batches, noise, corruption) without changing
 the caller's global random state, a wall-clock budget, a stop with a clear message when a loss
 stops being finite, and the :class:`~inference.result.InferenceResult` it returns (no posterior
-draws; the trained network in ``fitted["network"]``, the loss curves in ``fitted["losses"]``).
+draws; the trained weights in ``guide_params``, the network in ``fitted["network"]``, the loss
+curves in ``fitted["losses"]``).
 
 Usage::
 
@@ -111,7 +112,9 @@ def point_result(method: str, settings: Any, seed: int, log: TrainLog,
                  network: torch.nn.Module) -> Any:
     """The :class:`~inference.result.InferenceResult` of a point fit: no draws; settings with
     ``steps_run``, ``stopped_by_time_limit`` and each loss's mean over the last 5 % of steps
-    (``final_<name>``); the network and loss curves in ``fitted``."""
+    (``final_<name>``); the network's weights in ``guide_params`` (so that :meth:`save` keeps
+    them and :func:`zoo.reload.load_run` restores them); the network and loss curves in
+    ``fitted``."""
     from inference.result import InferenceResult
 
     record = dict(settings.as_dict())
@@ -119,8 +122,11 @@ def point_result(method: str, settings: Any, seed: int, log: TrainLog,
     for name, values in log.losses.items():
         record[f"final_{name}"] = float(np.mean(values[-tail:]))
     record.update(steps_run=log.steps_run, stopped_by_time_limit=log.stopped_by_time_limit)
+    # the trained weights travel as plain arrays (saved as tensors, read with weights_only)
+    weights = {k: v.detach().cpu().numpy() for k, v in network.state_dict().items()}
     return InferenceResult(
         method=method, posterior={}, family="point", seed=seed, settings=record,
+        guide_params=weights,
         timings={"fit": log.seconds, "per_step": log.seconds / max(1, log.steps_run)},
         fitted={"network": network, "losses": dict(log.losses)},
     )

@@ -159,3 +159,18 @@ def test_a_diverging_loss_stops_with_the_step_named():
     with pytest.raises(DivergedError, match="diverged at step 1: loss = nan"):
         methods.get("autoencoder").run(target, {"num_steps": 5, "batch_size": 4,
                                                 "progress_bar": False})
+
+
+def test_a_saved_autoencoder_run_reloads_with_its_weights(digits, tmp_path):
+    from zoo.evaluation import evaluate_fit
+    from zoo.reload import load_run
+
+    result, model, _ = fit("autoencoder", "autoencoder", data="digits", seed=0,
+                           config={"kind": "sparse_kl", "code_dim": 4, "x_dim": 64},
+                           num_steps=30, batch_size=64, progress_bar=False)
+    result.save(tmp_path)
+    again, rebuilt, data = load_run(tmp_path)
+    x = data.test["x"][:5]
+    assert torch.equal(rebuilt.encode(x), model.encode(x))  # not a fresh initialisation
+    live = evaluate_fit(model, data, result, settings={"max_points": 50})
+    assert evaluate_fit(rebuilt, data, again, settings={"max_points": 50}) == live
