@@ -174,3 +174,19 @@ def test_a_saved_autoencoder_run_reloads_with_its_weights(digits, tmp_path):
     assert torch.equal(rebuilt.encode(x), model.encode(x))  # not a fresh initialisation
     live = evaluate_fit(model, data, result, settings={"max_points": 50})
     assert evaluate_fit(rebuilt, data, again, settings={"max_points": 50}) == live
+
+
+@pytest.mark.smoke
+def test_zoo_fit_autoencoder_writes_metrics_and_figures(tmp_path):
+    import json
+
+    from zoo.cli import main
+
+    out = tmp_path / "ae"
+    assert main(["fit", "autoencoder", "--method", "autoencoder", "--data", "digits",
+                 "--config", "kind=contractive", "x_dim=64", "code_dim=4", "--steps", "5",
+                 "--set", "progress_bar=false", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"recon_error", "probe_accuracy", "probe_accuracy_random"} <= set(metrics)
+    assert {p.name for p in (out / "plots").iterdir()} == {"reconstructions.png", "filters.png",
+                                                           "loss.png"}
