@@ -30,8 +30,8 @@ __all__ = ["Budget", "SMOKE", "apply_budget"]
 class Budget(MethodSettings):
     """Caps applied to every cell of a suite (``None``: no cap).
 
-    ``max_steps``: optimisation steps of variational fits; ``minutes``: wall-clock minutes of
-    one variational fit (it stops early and says so); ``mcmc_draws``: MCMC warm-up and draws
+    ``max_steps``: optimisation steps of variational and point fits (autoencoders, GANs);
+    ``minutes``: wall-clock minutes of one such fit (it stops early and says so); ``mcmc_draws``: MCMC warm-up and draws
     per chain; ``chains``: MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
     evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
     only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
@@ -91,7 +91,7 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     entry = get(cell.method)
     defaults = entry.settings_from({"guide": cell.guide} if cell.guide else {}).as_dict()
     settings = dict(cell.settings)
-    if entry.family == "vi" and "num_steps" in entry.fields:
+    if entry.family in ("vi", "point") and "num_steps" in entry.fields:
         settings = _vi_settings(settings, int(defaults["num_steps"]), budget)
         if budget.minutes is not None and "time_limit_s" not in entry.fields:
             settings.pop("time_limit_s")

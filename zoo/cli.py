@@ -104,11 +104,11 @@ _FLAG_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
     "draws": (("mcmc", "num_samples"), ("vi", "num_posterior_draws")),
     "chain_method": (("mcmc", "chain_method"),),
     "jit": (("mcmc", "jit_compile"),),
-    "steps": (("vi", "num_steps"),),
-    "lr": (("vi", "lr"),),
+    "steps": (("vi", "num_steps"), ("point", "num_steps")),
+    "lr": (("vi", "lr"), ("point", "lr")),
     "elbo": (("vi", "elbo"),),
     "num_particles": (("vi", "num_particles"),),
-    "batch_size": (("vi", "batch_size"),),
+    "batch_size": (("vi", "batch_size"), ("point", "batch_size")),
 }
 
 

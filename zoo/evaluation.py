@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from zoo.data.dataset import Dataset
     from zoo.models.base import ZooModel
 
-__all__ = ["evaluate_fit", "eval_settings", "target_affine"]
+__all__ = ["evaluate_fit", "eval_settings", "target_affine", "representation_and_sample_metrics"]
 
 
 def target_affine(dataset: "Dataset") -> tuple[float, float]:
@@ -68,9 +68,13 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
     kwargs = model.evaluation_kwargs(dataset, split)
     scale, shift = target_affine(dataset)
     own_guide = model.guides().get("model") if result is None else None
-    metrics = evaluate(model.model, kwargs, result,
-                       local_latents=traits_of(model).local_latents, settings=settings,
-                       guide=own_guide, y_scale=scale, y_shift=shift)
+    traits = traits_of(model)
+    if traits.network:  # a network with its own objective has no density to evaluate
+        metrics: dict[str, float] = {}
+    else:
+        metrics = evaluate(model.model, kwargs, result, local_latents=traits.local_latents,
+                           settings=settings, guide=own_guide, y_scale=scale, y_shift=shift)
+    metrics.update(representation_and_sample_metrics(model, dataset, result, split, settings))
     exact = model.exact_log_likelihood_of(first_points(kwargs, settings.max_points))
     if exact is not None:
         metrics["test_ll_exact"] = float(np.mean(np.asarray(exact, dtype=float)))
@@ -84,3 +88,46 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
                                       settings.max_points), chunk_size=1)
         metrics["point_error"] = at_point["test_error"]
     return metrics
+
+
+def representation_and_sample_metrics(model: "ZooModel", dataset: "Dataset",
+                                      result: "InferenceResult | None", split: str,
+                                      settings: EvalSettings) -> dict[str, float]:
+    """The figures of a model's codes and generated images, where the settings ask for them.
+
+    ``settings.linear_probe`` and a model with ``encode(x, result)``: the linear probe
+    (:func:`inference.evaluation.representations.probe_metrics`) on labelled data (skipped
+    without labels), and the reconstruction error where the model has ``reconstruct(x, result)``.
+    ``settings.sample_scores`` and a model with ``generate(n, seed, result)``:
+    :func:`inference.evaluation.samples.score_samples` against the raw held-out images.
+    """
+    import torch
+
+    out: dict[str, float] = {}
+    cap = None if settings.max_points is None else 10 * settings.max_points
+    if settings.linear_probe and callable(getattr(model, "encode", None)):
+        from inference.evaluation.representations import (probe_metrics,
+                                                          reconstruction_metrics)
+
+        x_test = first_points(model.evaluation_kwargs(dataset, split),
+                              settings.max_points)["x"]
+        if callable(getattr(model, "reconstruct", None)):
+            out.update(reconstruction_metrics(x_test, model.reconstruct(x_test, result)))
+        y_train, y_test = dataset.split("train").get("y"), dataset.split(split).get("y")
+        labelled = (isinstance(y_train, torch.Tensor) and isinstance(y_test, torch.Tensor)
+                    and not y_train.is_floating_point())
+        if labelled:
+            n = settings.probe_points if cap is None else min(settings.probe_points, cap)
+            x_train = model.evaluation_kwargs(dataset, "train")["x"][:n]
+            out.update(probe_metrics(model.encode(x_train, result), y_train[:n],
+                                     model.encode(x_test, result), y_test[: len(x_test)],
+                                     x_train, x_test, seed=settings.seed))
+    if settings.sample_scores and callable(getattr(model, "generate", None)):
+        from inference.evaluation.samples import score_samples
+
+        n = settings.scored_samples if cap is None else min(settings.scored_samples, cap)
+        reference = dataset.split(split)["x"]
+        out.update(score_samples(model.generate(n, settings.seed, result),
+                                 reference=reference.reshape(len(reference), -1),
+                                 max_samples=n))
+    return out

@@ -84,4 +84,9 @@ def load_run(directory: str | Path, *, data_dir: str | None = None
     if result.family == "vi" and result.guide_params:
         guide = rebuild_guide(model, settings, result.guide_params, kwargs)
         fitted.update(guide=guide, trained_guide=guide)
+    elif result.family == "point" and result.guide_params:  # a network's trained weights
+        state = {k: torch.tensor(v) for k, v in result.guide_params.items()}  # copies
+        model.model.load_state_dict(state)
+        model.model.eval()
+        fitted["network"] = model.model
     return result.with_updates(fitted=fitted), model, dataset

@@ -85,6 +85,36 @@ METRICS: dict[str, Metric] = {
                           "the pruned means for variational dropout)", "", False),
     "sparsity": Metric("share of weights pruned (sparse variational dropout)", "", True),
     "compression": Metric("weights before / weights after pruning", "x", True),
+    # generated images (inference/evaluation/samples.py) and learned representations
+    "mmd2": Metric("unbiased kernel MMD^2 of generated images against held-out images "
+                   "(Gaussian kernel, median-distance bandwidth of the held-out images)", "",
+                   False),
+    "mmd_bandwidth": Metric("bandwidth of the MMD kernel", "pixels", kind="bookkeeping"),
+    "sample_confidence": Metric("mean largest class probability a fixed MNIST classifier "
+                                "gives generated images", "", True),
+    "sample_entropy": Metric("mean entropy of the fixed classifier's prediction per generated "
+                             "image (low: each looks like one digit)", "nats", False),
+    "sample_label_entropy": Metric("entropy of the fixed classifier's mean prediction over "
+                                   "generated images (log 10 = 2.30: every digit generated)",
+                                   "nats", True),
+    "inception_score": Metric("exp E KL(p(y|x) || p(y)) under the fixed MNIST classifier "
+                              "(1 to 10)", "", True),
+    "classifier_test_accuracy": Metric("MNIST test accuracy of the fixed classifier that "
+                                       "scores generated images", "", kind="bookkeeping"),
+    "scored_samples": Metric("generated images scored", kind="bookkeeping"),
+    "recon_error": Metric("mean squared reconstruction error per pixel of held-out images",
+                          "", False),
+    "recon_bce": Metric("mean binary cross-entropy of held-out reconstructions, summed over "
+                        "pixels", "nats per image", False),
+    "probe_accuracy": Metric("held-out accuracy of a linear classifier (logistic regression) "
+                             "trained on the learned codes of labelled training images", "",
+                             True),
+    "probe_accuracy_random": Metric("the same linear probe on a random Gaussian projection of "
+                                    "the same size (the baseline a representation must beat)",
+                                    "", True),
+    "code_dim": Metric("size of the learned code", kind="bookkeeping"),
+    "probe_train_points": Metric("labelled training images the linear probe is fitted on",
+                                 kind="bookkeeping"),
     # training
     "elbo": Metric("final training ELBO, mean of the last 5% of steps, summed over the "
                    "training set (the report divides by num_train)", "nats", True),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.methods.settings import MethodSettings, integer
+from inference.methods.settings import MethodSettings, flag, integer
 
 __all__ = ["EvalSettings"]
 
@@ -26,6 +26,12 @@ class EvalSettings(MethodSettings):
     ``num_draws``: posterior draws for predictive metrics; ``max_points``: evaluate on the
     first n held-out points only; ``particle_batch``/``data_batch``/``chunk_size`` bound
     memory; ``seed`` fixes the evaluation's random numbers (the global RNG is left alone).
+    ``linear_probe``: for a model with ``encode`` (autoencoders, the VAE) and labelled data,
+    the linear-probe accuracy of its codes and of a random projection, fitted on the first
+    ``probe_points`` training images, and the reconstruction error where it has
+    ``reconstruct``; ``sample_scores``: for a model with ``generate`` (GAN, VAE), the scores
+    of ``scored_samples`` generated images (:mod:`inference.evaluation.samples`). With
+    ``max_points`` set (budgets, smoke runs) both sizes are capped at ``10 * max_points``.
     """
 
     is_samples: int = integer(1000, minimum=1, help="importance samples per data point")
@@ -39,3 +45,7 @@ class EvalSettings(MethodSettings):
     data_batch: int = integer(100, minimum=1, help="held-out points evaluated at once")
     chunk_size: int = integer(50, minimum=1, help="posterior draws evaluated at once")
     seed: int = integer(0, minimum=0, help="seed of the evaluation's random numbers")
+    linear_probe: bool = flag(False, help="linear probe on the model's codes (needs encode)")
+    probe_points: int = integer(10000, minimum=2, help="labelled training images of the probe")
+    sample_scores: bool = flag(False, help="score generated images (needs generate)")
+    scored_samples: int = integer(1000, minimum=2, help="generated images scored")

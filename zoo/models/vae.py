@@ -405,6 +405,34 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
             )
         return self.guide_named(guide.kind)
 
+    # ------------------------------------------------------------------ codes and samples
+    def _mean_image(self, z1: torch.Tensor) -> torch.Tensor:
+        d = self.likelihood_dist(z1)
+        base = d.base_dist if hasattr(d, "base_dist") else d
+        return base.mean.clamp(0, 1)
+
+    def encode(self, x: torch.Tensor, result: "InferenceResult | None" = None) -> torch.Tensor:
+        """Codes for a linear probe: the fitted guide's point estimate of the bottom latent
+        (the encoder mean for the diagonal guide), ``(N, latent_dim)``, no gradients."""
+        return self.fitted_guide(result).median(x=x)[self.latent_names[0]]
+
+    def reconstruct(self, x: torch.Tensor, result: "InferenceResult | None" = None
+                    ) -> torch.Tensor:
+        """Decoder means at :meth:`encode`'s codes, in [0, 1]."""
+        with torch.no_grad():
+            return self._mean_image(self.encode(x, result))
+
+    def generate(self, n: int, seed: int = 0, result: "InferenceResult | None" = None
+                 ) -> torch.Tensor:
+        """Decoder means of ``n`` prior draws (a second layer at its conditional mean), in
+        [0, 1]; reproducible by ``seed`` with the global RNG untouched."""
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            z = torch.randn(n, self.latent_dims[-1], generator=g)
+            if self.num_layers == 2:
+                z, _ = self.prior_head(self.prior_net(z))
+            return self._mean_image(z)
+
     def plot(self, dataset: Dataset, result: "InferenceResult | None", out_dir: Path) -> list[Path]:
         """Prior samples, reconstructions, a latent interpolation and (2-D latents) a latent map."""
         from zoo.viz.vae import vae_figures
