@@ -52,6 +52,9 @@ class KernelSpec:
     build: Callable[[KernelSettings], Kernel]
     description: str = ""
     needs: tuple[str, ...] = GRADIENT_NEEDS
+    #: the chain methods the kernel runs with, the first being its default; empty: all of them
+    #: with ``sequential`` the default
+    chain_methods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown_needs = set(self.needs) - set(CAPABILITIES)

@@ -1,8 +1,10 @@
-"""HMC for C chains at once: a fixed number of leapfrog steps, or a fixed trajectory length.
+"""HMC for C chains at once: a fixed number of leapfrog steps, or a jittered one.
 
-With ``num_steps`` every chain takes that many steps; without it each chain takes
-``ceil(2 pi / step_size)`` steps (Pyro's default trajectory length 2 pi) and chains that are
-done are frozen by a mask while the others finish. Step size and diagonal metric adapt per
+With ``num_steps`` every chain takes that many steps. Without it each chain draws its number of
+steps uniformly from 1 to ``ceil(2 pi / step_size)`` at every transition (a jittered trajectory
+of length up to Pyro's default 2 pi; with an adapted metric a Gaussian target has period 2 pi,
+so a fixed 2 pi trajectory would return to its start), and chains that are done are frozen by a
+mask while the others finish. Step size and diagonal metric adapt per
 chain (:class:`~inference.mcmc.vectorized.adaptation.ChainAdapter`).
 
 Usage::
@@ -61,7 +63,9 @@ class VectorizedHMC(AdaptiveKernel):
         if self.num_steps is not None:
             steps = torch.full(eps.shape, int(self.num_steps), dtype=torch.long)
         else:
-            steps = torch.ceil(2 * math.pi / eps).clamp(1, MAX_STEPS).long()
+            longest = torch.ceil(2 * math.pi / eps).clamp(1, MAX_STEPS)
+            u = torch.rand(eps.shape, generator=self.generator, dtype=eps.dtype)
+            steps = (1 + torch.floor(u * longest)).clamp(max=longest).long()
         most = int(steps.max())
         for i in range(most):
             nz, nr, ne, ng = leapfrog(self.potential, z, r, grad, eps[:, None], inv_mass)
