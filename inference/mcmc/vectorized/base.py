@@ -16,13 +16,14 @@ All randomness comes from ``generator``, so a seed gives the same draws.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from typing import Callable, NamedTuple
 
 import torch
 
 from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.adaptation import ChainAdapter, find_reasonable_step_size
-from inference.mcmc.vectorized.integrator import Potential
+from inference.mcmc.vectorized.integrator import Potential, leapfrog
 
 __all__ = ["VecState", "AdaptiveKernel"]
 
@@ -38,7 +39,9 @@ class VecState(NamedTuple):
 class AdaptiveKernel:
     """Shared set-up of kernels with per-chain step sizes and diagonal metrics in Stan windows.
 
-    Subclasses implement ``transition(state) -> (state, info, accept_stat)``.
+    Subclasses implement ``transition(state) -> (state, info, accept_stat)`` and integrate with
+    ``self.leapfrog(z, r, grad, eps, inv_mass)``: the potential's leapfrog step, handed to
+    ``torch.compile`` when ``settings.jit_compile`` is set.
     """
 
     pooled = False
@@ -56,6 +59,10 @@ class AdaptiveKernel:
              generator: torch.Generator) -> VecState:
         """Evaluate the start, pick reasonable step sizes and prepare the adaptation."""
         self.potential, self.generator, self.num_warmup = potential, generator, num_warmup
+        step: Callable[..., tuple[torch.Tensor, ...]] = functools.partial(leapfrog, potential)
+        if self.settings.jit_compile:  # one compiled kernel per leapfrog step
+            step = torch.compile(step, dynamic=False, fullgraph=True)
+        self.leapfrog = step
         energy, grad = potential(z)
         state = VecState(z, energy, grad)
         chains, dim = z.shape

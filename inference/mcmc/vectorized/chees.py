@@ -31,7 +31,7 @@ from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.adaptation import DualAveraging
 from inference.mcmc.vectorized.base import AdaptiveKernel, VecState
 from inference.mcmc.vectorized.hmc import metropolis
-from inference.mcmc.vectorized.integrator import energy_error, kinetic, leapfrog
+from inference.mcmc.vectorized.integrator import energy_error, kinetic
 from inference.mcmc.vectorized.nuts import MAX_DELTA_ENERGY
 
 __all__ = ["VectorizedChEES", "halton"]
@@ -103,7 +103,7 @@ class VectorizedChEES(AdaptiveKernel):
         pz, pr, pe, pg = z, r, energy, grad
         step = eps.expand(z.shape[0])[:, None]
         for _ in range(steps):
-            pz, pr, pe, pg = leapfrog(self.potential, pz, pr, pg, step, inv_mass)
+            pz, pr, pe, pg = self.leapfrog(pz, pr, pg, step, inv_mass)
         delta = energy_error(pe + kinetic(pr, inv_mass), h0)
         new, prob = metropolis(state, VecState(pz, pe, pg), delta, self.generator)
         diverging = delta > MAX_DELTA_ENERGY

@@ -20,7 +20,7 @@ import torch
 
 from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.base import AdaptiveKernel, VecState
-from inference.mcmc.vectorized.integrator import energy_error, kinetic, leapfrog
+from inference.mcmc.vectorized.integrator import energy_error, kinetic
 from inference.mcmc.vectorized.nuts import MAX_DELTA_ENERGY
 
 __all__ = ["VectorizedHMC", "metropolis"]
@@ -68,7 +68,7 @@ class VectorizedHMC(AdaptiveKernel):
             steps = (1 + torch.floor(u * longest)).clamp(max=longest).long()
         most = int(steps.max())
         for i in range(most):
-            nz, nr, ne, ng = leapfrog(self.potential, z, r, grad, eps[:, None], inv_mass)
+            nz, nr, ne, ng = self.leapfrog(z, r, grad, eps[:, None], inv_mass)
             if self.num_steps is None:
                 going = (i < steps)
                 nz, nr = torch.where(going[:, None], nz, z), torch.where(going[:, None], nr, r)

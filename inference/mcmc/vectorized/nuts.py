@@ -124,6 +124,14 @@ class VectorizedNUTS(AdaptiveKernel):
         super().__init__(settings)
         self.max_tree_depth = int(settings.max_tree_depth)
 
+    def _checkpoint_args(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`_checkpoints` of leaf ``n`` as tensors, made once per leaf number."""
+        cache = self.__dict__.setdefault("_ckpt_cache", {})
+        if n not in cache:
+            slot, write, test = _checkpoints(n, self.max_tree_depth)
+            cache[n] = (torch.tensor(slot), torch.tensor(write), torch.tensor(test))
+        return cache[n]
+
     def _leaf_fn(self) -> Callable[..., tuple[Leaf, torch.Tensor]]:
         if getattr(self, "_leaf", None) is None:
             fn: Callable[..., tuple[Leaf, torch.Tensor]] = functools.partial(leaf_step,
@@ -169,10 +177,8 @@ class VectorizedNUTS(AdaptiveKernel):
             for n in range(2 ** d):
                 if n > 0 and not bool(sub_active.any()):
                     break
-                slot, write, test = _checkpoints(n, depth_max)
                 leaf, sub_active = leaf_fn(leaf, sub_active, step, inv_mass, h0, uniforms[n],
-                                           torch.tensor(slot), torch.tensor(write),
-                                           torch.tensor(test))
+                                           *self._checkpoint_args(n))
             n_steps, sum_accept = leaf.n_steps, leaf.sum_accept
 
             # join the subtree to the tree: biased progressive sampling, never into a subtree

@@ -49,8 +49,8 @@ def run_vectorized(model: Callable[..., Any], model_kwargs: Mapping[str, Any],
     chains = len(seeds)
     kernel = VECTORIZED_KERNELS[name](settings.kernel)
     start, cpu_start = time.perf_counter(), time.process_time()
-    potential = BatchedPotential(model, model_kwargs, chains,
-                                 compile=bool(settings.kernel.jit_compile))
+    # jit_compile compiles the kernels' steps (potential inlined), not the potential alone
+    potential = BatchedPotential(model, model_kwargs, chains)
     z0 = potential.initial_positions(settings.kernel.init_strategy, seeds)
     generator = torch.Generator().manual_seed(int(seeds[0]))
     bar = None
