@@ -233,7 +233,10 @@ def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
     show it per point.
 
     The MCMC numbers come from :func:`inference.diagnostics.summarize` (``az.summary``): the
-    worst variable's bulk and tail ESS, bulk ESS per second of sampling and R-hat.
+    worst variable's bulk and tail ESS, bulk ESS per second of sampling and R-hat; beside them
+    ``ess_per_wall_s`` (the worst bulk ESS over the chains' whole wall time, warm-up and
+    compilation included) and ``leapfrog_per_s`` (sampling-phase gradient evaluations per
+    second, summed over chains).
     """
     metrics: dict[str, Any] = {}
     if result.loss_history is not None and len(result.loss_history):
@@ -254,6 +257,13 @@ def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
                 metrics[name] = float(getattr(table[column], reduce)())
         if "diverging" in result.sample_stats:
             metrics["divergences"] = int(np.asarray(result.sample_stats["diverging"]).sum())
+        # whole-run speed (issue 12): warm-up and compilation count, as a user waits for them
+        wall = result.timings.get("chains_wall")
+        if wall and "min_ess_bulk" in metrics:
+            metrics["ess_per_wall_s"] = metrics["min_ess_bulk"] / float(wall)
+        steps, sampling = result.sample_stats.get("n_steps"), result.timings.get("sampling")
+        if steps is not None and sampling:
+            metrics["leapfrog_per_s"] = float(np.asarray(steps).sum()) / float(sampling)
     return metrics
 
 

@@ -92,9 +92,10 @@ def _quick(model=normal, **kw):
 
 
 def test_registry_lists_the_package_kernels_with_their_specs():
-    assert list_kernels() == ("hmc", "mala", "nuts", "rw")
+    assert list_kernels() == ("chees", "hmc", "mala", "nuts", "rw")
     assert KERNELS == list_kernels()
     expected = {
+        "chees": (0.651, (), 6),
         "nuts": (0.8, ("max_tree_depth", "dense_mass"), 7),
         "hmc": (0.8, ("num_steps", "dense_mass"), 6),
         "rw": (0.234, (), 3),
@@ -153,7 +154,7 @@ def test_max_tree_depth_is_accepted_and_ignored_by_other_kernels():
 
 
 def test_chain_methods_and_models_that_cannot_reach_worker_processes():
-    assert CHAIN_METHODS == ("sequential", "parallel")
+    assert CHAIN_METHODS == ("sequential", "parallel", "vectorized")
 
     def closure(y=None):
         normal(y)

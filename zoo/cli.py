@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "(default 500)")
     mcmc.add_argument("--draws", type=int, default=None, help="draws per chain (default 500); "
                       "svi: guide draws (default 1000, or none for amortised models)")
-    mcmc.add_argument("--chain-method", default=None, help="sequential or parallel (processes)")
+    mcmc.add_argument("--chain-method", default=None, help="sequential, parallel (processes) or "
+                      "vectorized (all chains as one batch)")
     mcmc.add_argument("--jit", action="store_true", help="JIT-compile the potential")
     vi = p.add_argument_group("SVI settings (default: the method's)")
     vi.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1000)")

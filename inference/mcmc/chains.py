@@ -1,4 +1,5 @@
-"""How chains run: one after another (``sequential``) or in worker processes (``parallel``).
+"""How chains run: one after another (``sequential``), in worker processes (``parallel``), or
+all in this process as one batch (``vectorized``, see :mod:`inference.mcmc.vectorized`).
 
 Each chain gets its own seed from :func:`chain_seeds` and runs :func:`sample_chain`, so a
 chain's numbers do not depend on the chain method: ``parallel`` gives the same draws as
@@ -9,7 +10,7 @@ can deadlock or corrupt the child. With ``spawn`` the child imports everything a
 model and its keyword arguments must pickle (a module-level function or a method of a picklable
 object; not a closure or lambda). :func:`run_parallel` checks this before starting anything.
 
-Adding a chain method (e.g. ``vectorized``, all chains in one process as a batch) means adding a
+Adding a chain method means adding a
 runner ``(model, model_kwargs, settings, seeds) -> list[ChainOutput]`` to :data:`CHAIN_RUNNERS`;
 the driver and :data:`CHAIN_METHODS` pick it up from there.
 
@@ -33,7 +34,7 @@ import torch
 
 from inference.mcmc.sampler import ChainOutput, ChainSettings, sample_chain
 
-__all__ = ["ChainFailedError", "chain_seeds", "run_sequential", "run_parallel",
+__all__ = ["ChainFailedError", "chain_seeds", "run_sequential", "run_parallel", "run_vectorized",
            "CHAIN_RUNNERS", "CHAIN_METHODS"]
 
 Runner = Callable[[Callable[..., Any], Mapping[str, Any], ChainSettings, list[int]],
@@ -139,6 +140,15 @@ def run_parallel(model: Callable[..., Any], model_kwargs: Mapping[str, Any],
     return [outputs[c] for c in range(len(seeds))]
 
 
-#: chain method name -> runner; a new method (e.g. "vectorized") is one more entry here
-CHAIN_RUNNERS: dict[str, Runner] = {"sequential": run_sequential, "parallel": run_parallel}
+def run_vectorized(model: Callable[..., Any], model_kwargs: Mapping[str, Any],
+                   settings: ChainSettings, seeds: list[int]) -> list[ChainOutput]:
+    """All chains in this process as one batch (see :mod:`inference.mcmc.vectorized.runner`)."""
+    from inference.mcmc.vectorized.runner import run_vectorized as run
+
+    return run(model, model_kwargs, settings, seeds)
+
+
+#: chain method name -> runner; a new method is one more entry here
+CHAIN_RUNNERS: dict[str, Runner] = {"sequential": run_sequential, "parallel": run_parallel,
+                                    "vectorized": run_vectorized}
 CHAIN_METHODS = tuple(CHAIN_RUNNERS)

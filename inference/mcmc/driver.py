@@ -79,6 +79,10 @@ def _validate(kernel: Any, num_chains: Any, num_warmup: Any, num_samples: Any, t
                          f"{INIT_STRATEGIES} or a dict of site values")
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"unknown chain_method {chain_method!r}; expected one of {CHAIN_METHODS}")
+    if spec.chain_methods and chain_method not in spec.chain_methods:
+        raise ValueError(f"kernel {spec.name!r} runs with chain_method "
+                         f"{' or '.join(repr(m) for m in spec.chain_methods)} only, "
+                         f"not {chain_method!r}")
     return spec
 
 
@@ -103,7 +107,7 @@ def run_mcmc(
     num_steps: int | None = None,
     init_strategy: str | Mapping[str, Any] = "uniform",
     jit_compile: bool = False,
-    chain_method: str = "sequential",
+    chain_method: str | None = None,
     progress_bar: bool = True,
     log_likelihood: bool = True,
     dense_mass: bool = False,
@@ -118,9 +122,12 @@ def run_mcmc(
     ``num_steps`` (HMC's fixed number of leapfrog steps; default: trajectory length 2*pi) and
     ``dense_mass=True`` (NUTS/HMC: a dense mass matrix, worth it for strongly correlated
     posteriors such as regressions on uncentred predictors). ``init_strategy`` is one of
-    :data:`INIT_STRATEGIES` or a dict of initial values. Chains run one after another or in
+    :data:`INIT_STRATEGIES` or a dict of initial values. Chains run one after another, in
     spawned worker processes (``chain_method="parallel"``; the model must then pickle), each
-    with a seed from :func:`chain_seeds`. Diagnostic warnings (divergences, saturated tree
+    with a seed from :func:`chain_seeds`, or all together as one batch
+    (``chain_method="vectorized"``: kernels ``"nuts"``, ``"hmc"`` and ``"chees"``, the last
+    ChEES-HMC, which runs only so; see :mod:`inference.mcmc.vectorized`). The default is
+    ``"sequential"``, or the kernel's own (``"vectorized"`` for ``"chees"``). Diagnostic warnings (divergences, saturated tree
     depth, R-hat, ESS) are issued with ``warnings.warn``.
 
     ``result.timings``: ``warmup`` and ``sampling`` (wall seconds summed over chains; ESS per
@@ -134,6 +141,9 @@ def run_mcmc(
         result.posterior["mu"].shape        # (2, 200)
         result.sample_stats["diverging"]    # (2, 200)
     """
+    if chain_method is None:
+        known = get_kernel(kernel) if isinstance(kernel, str) else None
+        chain_method = known.chain_methods[0] if known and known.chain_methods else "sequential"
     spec = _validate(kernel, num_chains, num_warmup, num_samples, target_accept_prob,
                      max_tree_depth, step_size, num_steps, init_strategy, chain_method,
                      dense_mass)

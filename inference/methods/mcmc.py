@@ -71,6 +71,10 @@ def _settings_class(kernel: Any) -> type[MCMCSettings]:
     for option in kernel.options:
         kind, spec = KERNEL_OPTION_FIELDS.get(option, (Any, anything(None)))
         extra.append((option, kind, spec))
+    if kernel.chain_methods:  # a kernel that runs with some chain methods only: its default
+        extra.append(("chain_method", str, choice(kernel.chain_methods[0],
+                                                  list(kernel.chain_methods),
+                                                  help="how chains run")))
     name = "".join(part.title() for part in kernel.name.split("_")) + "Settings"
     cls = dataclasses.make_dataclass(name, extra, bases=(MCMCSettings,), frozen=True)
     cls.__doc__ = f"Settings of the {kernel.name!r} kernel: every chain's, plus {kernel.options}."

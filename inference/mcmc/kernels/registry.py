@@ -6,7 +6,7 @@ their ``SPEC``; other code may also call :func:`register_kernel` directly.
 Usage::
 
     from inference.mcmc.kernels import get_kernel, list_kernels
-    list_kernels()                        # ('hmc', 'mala', 'nuts', 'rw')
+    list_kernels()                        # ('chees', 'hmc', 'mala', 'nuts', 'rw')
     spec = get_kernel("nuts")
     spec.default_target_accept, spec.options, spec.stats
 """
@@ -52,6 +52,9 @@ class KernelSpec:
     build: Callable[[KernelSettings], Kernel]
     description: str = ""
     needs: tuple[str, ...] = GRADIENT_NEEDS
+    #: the chain methods the kernel runs with, the first being its default; empty: all of them
+    #: with ``sequential`` the default
+    chain_methods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown_needs = set(self.needs) - set(CAPABILITIES)

@@ -1,0 +1,110 @@
+"""What a vectorised kernel is: C chains as one batch, one ``step`` advancing all of them.
+
+The contract mirrors :mod:`inference.mcmc.protocol`, with every quantity carrying a leading
+chain dimension::
+
+    kernel = VectorizedNUTS(settings)                       # settings: KernelSettings
+    state = kernel.init(potential, z0, num_warmup, generator)   # z0: (C, D) unconstrained
+    for i in range(num_warmup + num_samples):
+        state, info = kernel.step(state, i)                 # info: name -> tensor (C,)
+    kernel.final_step_size                                  # (C,) tensor
+
+Warm-up adaptation happens inside ``step`` while ``i < num_warmup``. ``info`` holds the
+kernel's statistics (names from :data:`inference.mcmc.protocol.STATISTICS`) for every chain.
+All randomness comes from ``generator``, so a seed gives the same draws.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import torch
+
+from inference.mcmc.protocol import KernelSettings
+from inference.mcmc.vectorized.adaptation import ChainAdapter, find_reasonable_step_size
+from inference.mcmc.vectorized.integrator import Potential, leapfrog
+
+__all__ = ["VecState", "AdaptiveKernel"]
+
+
+class VecState(NamedTuple):
+    """Positions (C, D), their potential energies (C,) and gradients (C, D)."""
+
+    z: torch.Tensor
+    energy: torch.Tensor
+    grad: torch.Tensor
+
+
+class AdaptiveKernel:
+    """Shared set-up of kernels with per-chain step sizes and diagonal metrics in Stan windows.
+
+    Subclasses implement ``transition(state) -> (state, info, accept_stat)`` and integrate with
+    ``self.leapfrog(z, r, grad, eps, inv_mass)``: the potential's leapfrog step, handed to
+    ``torch.compile`` when ``settings.jit_compile`` is set.
+    """
+
+    pooled = False
+
+    def __init__(self, settings: KernelSettings) -> None:
+        if settings.dense_mass:
+            raise ValueError("chain_method='vectorized' adapts a diagonal mass matrix only; "
+                             "set dense_mass=False or use chain_method='sequential'")
+        self.settings = settings
+        self.potential: Potential | None = None
+        self.generator = torch.Generator()
+        self.num_warmup = 0
+
+    def init(self, potential: Potential, z: torch.Tensor, num_warmup: int,
+             generator: torch.Generator) -> VecState:
+        """Evaluate the start, pick reasonable step sizes and prepare the adaptation."""
+        self.potential, self.generator, self.num_warmup = potential, generator, num_warmup
+        step: Callable[..., tuple[torch.Tensor, ...]] = functools.partial(leapfrog, potential)
+        if self.settings.jit_compile:  # one compiled kernel per leapfrog step
+            step = torch.compile(step, dynamic=False, fullgraph=True)
+        self.leapfrog = step
+        energy, grad = potential(z)
+        state = VecState(z, energy, grad)
+        chains, dim = z.shape
+        self.adapter = ChainAdapter(num_warmup, chains, dim, self.settings.target_accept_prob,
+                                    z.dtype, pooled=self.pooled)
+        initial = torch.full((chains,), float(self.settings.step_size or 1.0), dtype=z.dtype)
+        if self.settings.step_size is None:
+            initial = self._reasonable(state, initial, self.adapter.inv_mass)
+        self.adapter.start(initial)
+        self._state_for_reset = state
+        return state
+
+    def _reasonable(self, state: VecState, step_size: torch.Tensor,
+                    inv_mass: torch.Tensor) -> torch.Tensor:
+        assert self.potential is not None
+        return find_reasonable_step_size(self.potential, state.z, state.energy, state.grad,
+                                         inv_mass, step_size, self.generator)
+
+    def transition(self, state: VecState) -> tuple[VecState, dict[str, torch.Tensor],
+                                                   torch.Tensor]:
+        raise NotImplementedError
+
+    def step(self, state: VecState, iteration: int) -> tuple[VecState, dict[str, torch.Tensor]]:
+        """One transition of every chain; adapts while ``iteration < num_warmup``."""
+        state, info, accept = self.transition(state)
+        if iteration < self.num_warmup:
+            self.adapter.update(iteration, accept, state.z,
+                                reset=lambda eps, inv_mass: self._reasonable(state, eps,
+                                                                             inv_mass))
+            if iteration == self.num_warmup - 1:
+                self.adapter.finish()
+        return state, info
+
+    @property
+    def step_size(self) -> torch.Tensor:
+        return self.adapter.step_size
+
+    @property
+    def inv_mass(self) -> torch.Tensor:
+        return self.adapter.inv_mass
+
+    @property
+    def final_step_size(self) -> torch.Tensor:
+        """The step sizes (C,) in use after warm-up."""
+        return self.adapter.step_size
