@@ -113,6 +113,9 @@ def run_svi(target: Target, settings: MethodSettings, seed: int) -> Any:
     values = settings.as_dict()
     guide = resolve_guide(target.guides, values.pop("guide"))
     result = fit_svi(target.model, target.model_kwargs, guide=guide, seed=seed, **values)
-    if isinstance(settings.guide, str):  # record the name asked for, not the callable's repr
-        result = result.with_updates(settings={**result.settings, "guide": settings.guide})
+    # record a name the guide can be rebuilt from (zoo evaluate), not the callable's repr
+    name = settings.guide if isinstance(settings.guide, str) else next(
+        (key for key, candidate in target.guides.items() if candidate is guide), None)
+    if name is not None:
+        result = result.with_updates(settings={**result.settings, "guide": name})
     return result
