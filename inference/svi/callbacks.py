@@ -201,8 +201,8 @@ class TimeLimit(Callback):
 
 
 class ELBOMonitor(Callback):
-    """Estimates the training ELBO with ``num_particles`` vectorised particles every ``every``
-    steps and after the last step, without touching the training RNG stream.
+    """Estimates the training ELBO with ``num_particles`` vectorised particles after every
+    ``every``-th step and after the last step, without touching the training RNG stream.
 
     The per-step loss of a one-particle objective is too noisy to compare guides by; this is
     the protocol of Pyro's sparse gamma DEF example (20 particles every 25 steps). It uses
@@ -241,10 +241,6 @@ class ELBOMonitor(Callback):
         self.steps.append(engine.step_count)
         self.elbos.append(value)
         return value
-
-    def on_run_start(self, engine: "SVIEngine") -> None:
-        if engine.step_count == 0:
-            self.measure(engine)
 
     def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
         if engine.step_count % self.every == 0:

@@ -70,6 +70,9 @@ POSITIVE_MEAN = ("gamma", "poisson")
 #: layer types whose values are >= 0 (so non-negative weights keep a positive mean)
 NONNEGATIVE = ("gamma", "poisson", "bernoulli")
 DISCRETE = ("poisson", "bernoulli")
+#: guides over unconstrained (log-space) values, which want a smaller step than mean_field
+LOG_SPACE_GUIDES = ("auto_normal", "auto_diagonal_normal", "grouped", "auto_planar",
+                    "auto_radial")
 
 
 def weight_matmul(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -119,7 +122,7 @@ class DEF(ZooModel):
     - held-out evaluation: ``eval_samples`` (importance samples per face, 1000),
       ``eval_steps`` (steps of the local fit; default the training run's), ``eval_weight_draws``
       (guide draws averaged for the weights' posterior mean when the guide has no closed
-      form, 100), ``eval_seed``.
+      form, 100; the evaluation setting ``num_draws``, which budgets cap), ``eval_seed``.
 
     Usage: ``zoo.get("def", widths=(100,), layers="gamma")``.
     """
@@ -311,6 +314,14 @@ class DEF(ZooModel):
                 "elbo_every": 25, "elbo_particles": 20, "num_posterior_draws": 0,
                 "log_likelihood": False}
 
+    def guide_defaults(self, guide: str | None) -> dict[str, Any]:
+        """Adam at 0.05 for the guides in log space (``auto_*``, ``grouped``): AdagradRMSProp at
+        eta 4.5 moves a log-weight by several units per step and diverges."""
+        name = guide or self.guide_name
+        if name in LOG_SPACE_GUIDES:
+            return {"optimizer": "adam", "lr": 0.05}
+        return {}
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, dataset: Dataset, result: "InferenceResult | None" = None,
                  split: str = "test", settings: Mapping[str, Any] | None = None
@@ -331,7 +342,8 @@ class DEF(ZooModel):
         return metrics
 
     def evaluation_defaults(self) -> dict[str, Any]:
-        return {"is_samples": self.eval_samples, "seed": self.eval_seed}
+        return {"is_samples": self.eval_samples, "seed": self.eval_seed,
+                "num_draws": self.eval_weight_draws}
 
     def plot(self, dataset: Dataset, result: "InferenceResult | None", out_dir: Path
              ) -> list[Path]:

@@ -2,8 +2,8 @@
 
 The DEF's guides hold one variational factor per *training* face, so a held-out face has no
 posterior until one is fitted: the global weights are fixed at their posterior mean under the
-trained guide (exact for the mean-field gamma guide, the average of ``eval_weight_draws`` guide
-draws otherwise; the weight posterior is *not* integrated over), then the local latents of the
+trained guide (exact for the mean-field gamma guide, the average of ``num_draws`` guide draws
+(evaluation setting; the model's ``eval_weight_draws`` by default) otherwise; the weight posterior is *not* integrated over), then the local latents of the
 held-out faces are fitted by SVI (:mod:`inference.evaluation.local_refit`) and used as the
 importance proposal for ``log p(x | E[W])`` per face with its PSIS k-hat.
 
@@ -109,7 +109,7 @@ def heldout_metrics(m: "DEF", dataset: Dataset, result: "InferenceResult | None"
     st = eval_settings(m, settings)
     trained = result.fitted.get("trained_guide") or result.fitted.get("guide")
     train_kwargs = m.model_kwargs(dataset, "train")
-    weights = posterior_mean_weights(m, trained, train_kwargs, m.eval_weight_draws, st.seed)
+    weights = posterior_mean_weights(m, trained, train_kwargs, st.num_draws, st.seed)
     x = first_points(m.evaluation_kwargs(dataset, split), st.max_points)["x"]
     kwargs = {"x": x, "weights": weights}
     kind = local_guide_kind(trained)
