@@ -17,15 +17,15 @@ from inference.schedules import make_optimizer
 from inference.svi import fit_svi
 from zoo.models.def_guides import MEAN_CLAMP, SHAPE_CLAMP, DEFMeanField, make_def_guide
 
-D = 20  # pixels of the tiny gamma-Poisson model
+D = 6  # pixels of the tiny gamma-Poisson model
 
 
 def _gamma_poisson():
     """One gamma unit per data point, fixed weights: z_n | x_n ~ Gamma(a + sum x_n, b + sum w)."""
     m = zoo.get("def", widths=(1,), x_dim=D, mean_floor=0.0)
     g = torch.Generator().manual_seed(1)
-    w = 0.2 + torch.rand(1, D, generator=g)
-    z_true = torch.tensor([[1.0], [3.0], [6.0]])
+    w = 0.25 + 0.25 * torch.rand(1, D, generator=g)
+    z_true = torch.tensor([[2.0], [3.0], [5.0]])
     x = torch.poisson(z_true * w, generator=g)
     shape = m.alpha_z + x.sum(-1)
     rate = m.beta_z + w.sum()
@@ -41,10 +41,10 @@ def _lognormal_moments(loc, scale):
 def test_gamma_poisson_conditional_posterior_is_recovered(guide_name):
     m, kwargs, exact_mean, exact_sd = _gamma_poisson()
     guide = make_def_guide(guide_name, m)
-    result = fit_svi(m.model, kwargs, guide=guide, num_steps=1500, optimizer="adam", lr=0.03,
-                     lr_schedule={"name": "exponential", "gamma": 0.998}, num_particles=4,
-                     vectorize_particles=True, num_posterior_draws=0, progress_bar=False,
-                     seed=0)
+    result = fit_svi(m.model, kwargs, guide=guide, num_steps=600, optimizer="adam", lr=0.3,
+                     lr_schedule={"name": "exponential", "gamma": 0.995}, elbo="trace",
+                     num_particles=8, vectorize_particles=True, num_posterior_draws=0,
+                     progress_bar=False, seed=0)
     store = pyro.get_param_store()
     if guide_name == "mean_field":
         a = torch.nn.functional.softplus(store["def_q.z1.shape_raw"]).detach().squeeze(-1)
@@ -58,9 +58,12 @@ def test_gamma_poisson_conditional_posterior_is_recovered(guide_name):
         scale = torch.nn.functional.softplus(store["grouped.z_scale_raw"]).detach().squeeze(-1)
         mean, sd = _lognormal_moments(loc, scale)
     # no Monte Carlo in the read-out: the tolerance covers the optimiser's last-step jitter at a
-    # learning rate decayed to 0.03 * 0.998^1500 = 1.5e-3 (about 1 % of each parameter) and,
-    # for the log-normal guides, the best log-normal's moments against a gamma of shape >= 20
-    # (relative error of the mean under 1 %, of the sd a few %)
+    # learning rate decayed to 0.3 * 0.995^600 = 0.015 (1-2 % of each parameter), for the
+    # log-normal guides the best log-normal against a gamma of shape 3 to 12 (the KL-optimal
+    # log-normal has the exact mean; its sd is up to 8 % too large), and for the gamma guide
+    # a shape still growing after 600 steps (the ELBO is flat in it: sd up to 15 % too large
+    # in trial runs). A guide fitting the posterior mode instead, Gamma(k - 1, rate), misses
+    # the first mean by 32 %.
     assert torch.allclose(mean, exact_mean, rtol=0.05), (mean, exact_mean)
     assert torch.allclose(sd, exact_sd, rtol=0.2), (sd, exact_sd)
 
