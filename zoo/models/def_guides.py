@@ -42,7 +42,7 @@ from inference.guide_protocol import ZooGuide
 if TYPE_CHECKING:
     from zoo.models.deep_exponential import DEF
 
-__all__ = ["GUIDE_NAMES", "DEFMeanField", "DEFGroupedNormal", "make_def_guide",
+__all__ = ["GUIDE_NAMES", "DEFMeanField", "DEFGroupedNormal", "DEFAutoGuide", "make_def_guide",
            "SHAPE_CLAMP", "MEAN_CLAMP"]
 
 GUIDE_NAMES = ("mean_field", "auto_normal", "auto_diagonal_normal", "grouped", "auto_planar",
@@ -74,6 +74,7 @@ class DEFMeanField(ZooGuide):
 
     kind = "mean_field"
     amortised = False
+    local_factors = True
 
     def __init__(self, def_model: "DEF", prefix: str = "def_q") -> None:
         self.def_model = def_model
@@ -194,6 +195,7 @@ class DEFGroupedNormal(ZooGuide):
 
     kind = "grouped"
     amortised = False
+    local_factors = True
 
     def __init__(self, def_model: "DEF") -> None:
         self.easy = _GroupedEasyGuide(def_model)
@@ -203,11 +205,90 @@ class DEFGroupedNormal(ZooGuide):
                  weights: Any = None) -> Any:
         return self.easy(x=x, num_data=num_data, weights=weights)
 
+    def median(self, x: torch.Tensor | None = None, num_data: int = 1,
+               weights: Any = None) -> dict[str, torch.Tensor]:
+        """Each group's Normal median (its ``loc``) unpacked and mapped to each site's
+        support, as EasyGuide's ``Group.sample`` unpacks a draw (no random numbers drawn)."""
+        from pyro.distributions.util import broadcast_shape
+        from torch.distributions import biject_to
 
-class _Unavailable:
+        from inference.checkpoint import get_rng, set_rng
+
+        if getattr(self.easy, "prototype_trace", None) is None:
+            rng = get_rng()  # tracing the model draws from its prior
+            try:
+                self.easy._setup_prototype(x=x, num_data=num_data, weights=weights)
+            finally:
+                set_rng(rng)
+        store = pyro.get_param_store()
+        pairs = [(r"z\d+$", "grouped.z_loc")]
+        if weights is None:
+            pairs.insert(0, (r"w\d+$", "grouped.w_loc"))
+        out: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for match, loc_name in pairs:
+                group, loc = self.easy.group(match=match), store[loc_name].detach()
+                pos = 0
+                for site in group.prototype_sites:
+                    fn, size = site["fn"], group._site_sizes[site["name"]]
+                    shape = broadcast_shape(loc.shape[:-1],
+                                            group._site_batch_shapes[site["name"]])
+                    value = loc[..., pos:pos + size].reshape(shape + fn.event_shape)
+                    pos += size
+                    out[site["name"]] = biject_to(fn.support)(value)
+        return out
+
+
+class DEFAutoGuide(ZooGuide):
+    """One of the SVI driver's autoguides (:func:`inference.guides.make_guide`) for a DEF,
+    started at the prior mean, behind the zoo's guide protocol.
+
+    Calling it runs the autoguide; :meth:`median` is the autoguide's median, and for the flow
+    guides the base distribution's median pushed through the flows (the image of the median,
+    a point estimate but not in general the flow distribution's median).
+    Usage: ``guide = DEFAutoGuide("auto_normal", def_model); guide.median(x=x)["w1"]``.
+    """
+
+    amortised = False
+    local_factors = True
+
+    def __init__(self, name: str, def_model: "DEF", model: Callable[..., Any] | None = None
+                 ) -> None:
+        from pyro.infer.autoguide.initialization import init_to_mean
+
+        from inference.guides import make_guide
+
+        self.kind = name
+        self.auto = make_guide(name, model or def_model.model, init_loc_fn=init_to_mean)
+        self.__name__ = self.__qualname__ = f"def_{name}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.auto(*args, **kwargs)
+
+    def median(self, *args: Any, **model_kwargs: Any) -> dict[str, torch.Tensor]:
+        from pyro.infer.autoguide import AutoNormalizingFlow
+        from torch.distributions import biject_to
+
+        auto = self.auto
+        with torch.no_grad():
+            if not isinstance(auto, AutoNormalizingFlow):
+                return {k: v.detach() for k, v in auto.median(*args, **model_kwargs).items()}
+            posterior = auto.get_posterior(*args, **model_kwargs)
+            latent = posterior.base_dist.mean
+            for transform in posterior.transforms:
+                latent = transform(latent)
+            return {site["name"]: biject_to(site["fn"].support)(value).detach()
+                    for site, value in auto._unpack_latent(latent)}
+
+
+class _Unavailable(ZooGuide):
     """A guide that cannot run on this model: calling it raises a ValueError saying why."""
 
+    amortised = False
+    local_factors = True
+
     def __init__(self, name: str, reason: str) -> None:
+        self.kind = name
         self.name, self.reason = name, reason
         self.__name__ = self.__qualname__ = f"unavailable_{name}"
 
@@ -231,11 +312,7 @@ def make_def_guide(name: str, def_model: "DEF", model: Callable[..., Any] | None
                                   f"{def_model.layers} include discrete ones; use mean_field")
     if name == "grouped":
         return DEFGroupedNormal(def_model)
-    from pyro.infer.autoguide.initialization import init_to_mean
-
-    from inference.guides import make_guide
-
-    return make_guide(name, model or def_model.model, init_loc_fn=init_to_mean)
+    return DEFAutoGuide(name, def_model, model)
 
 
 def is_weight_site(name: str) -> bool:
