@@ -35,7 +35,8 @@ class Budget(MethodSettings):
     per chain; ``chains``: MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
     evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
     only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
-    method (the first); ``max_tree_depth``: caps NUTS trees; ``plots``: false skips figures.
+    method (the first); ``max_tree_depth``: caps NUTS trees; ``elbo_particles``: particles of
+    SVI's training-ELBO monitor; ``plots``: false skips figures.
     """
 
     max_steps: int | None = integer(None, minimum=1, optional=True)
@@ -48,6 +49,7 @@ class Budget(MethodSettings):
     seeds: int | None = integer(None, minimum=1, optional=True)
     splits: int | None = integer(None, minimum=1, optional=True)
     max_tree_depth: int | None = integer(None, minimum=1, optional=True)
+    elbo_particles: int | None = integer(None, minimum=1, optional=True)
     one_per_method: bool = flag(False)
     plots: bool = flag(True)
 
@@ -58,7 +60,8 @@ class Budget(MethodSettings):
 
 #: the size ``zoo bench NAME --smoke`` runs at: every stage of every cell, in seconds
 SMOKE = Budget(max_steps=3, mcmc_draws=8, chains=2, max_points=16, is_samples=8, num_draws=4,
-               seeds=1, splits=1, max_tree_depth=4, one_per_method=True, plots=False)
+               seeds=1, splits=1, max_tree_depth=4, elbo_particles=2, one_per_method=True,
+               plots=False)
 
 
 def _capped(value: Any, cap: int | None) -> Any:
@@ -79,6 +82,9 @@ def _vi_settings(settings: dict[str, Any], default_steps: int, budget: Budget) -
     if budget.num_draws is not None and "num_posterior_draws" in settings:
         settings["num_posterior_draws"] = min(int(settings["num_posterior_draws"]),
                                               budget.num_draws)
+    if budget.elbo_particles is not None and settings.get("elbo_every") is not None:
+        settings["elbo_particles"] = min(int(settings.get("elbo_particles", 20)),
+                                         budget.elbo_particles)
     if budget.minutes is not None:
         limit = budget.minutes * 60.0
         settings["time_limit_s"] = min(float(settings.get("time_limit_s") or limit), limit)

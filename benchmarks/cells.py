@@ -243,6 +243,8 @@ def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
         losses = np.asarray(result.loss_history, dtype=float)
         tail = max(1, min(100, len(losses) // 20))  # average the last 5% to damp SGD noise
         metrics["elbo"] = float(-np.mean(losses[-tail:]))
+    if result.settings.get("train_elbo") is not None:  # SVI's many-particle ELBO monitor
+        metrics["train_elbo"] = float(result.settings["train_elbo"])
     if result.timings.get("per_step"):
         metrics["step_ms"] = 1000.0 * float(result.timings["per_step"])
     if mcmc:

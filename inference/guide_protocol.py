@@ -69,6 +69,9 @@ class ZooGuide:
     kind: str = ""
     #: whether the guide maps each data point to its local posterior
     amortised: bool = False
+    #: whether, besides global latents, the guide holds free (not amortised) variational
+    #: factors for each training point's local latents (deep exponential families)
+    local_factors: bool = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the guide (sample every latent site of the model) for the model's arguments."""

@@ -50,12 +50,17 @@ def init_to_feasible_shape(site: dict | None = None) -> Any:
 
     Pyro's ``init_to_feasible`` draws a sample to learn the site's shape, which an
     ``ImproperUniform`` prior cannot give; this builds the same point from the declared batch and
-    event shapes and the support's bijection (``transform_to(support)`` at zeros).
+    event shapes and the support's bijection (``transform_to(support)`` at zeros). Discrete
+    sites, which have no such bijection, get a prior draw.
     Usage: ``AutoNormal(model, init_loc_fn=init_to_feasible_shape)``.
     """
     if site is None:
         return init_to_feasible_shape
     fn = site["fn"]
+    if fn.support.is_discrete:  # no bijection to an unconstrained space: a prior draw
+        value = fn.sample().detach()
+        value._pyro_custom_init = False
+        return value
     transform = transform_to(fn.support)
     shape = tuple(fn.batch_shape) + tuple(fn.event_shape)
     unconstrained = torch.zeros(transform.inverse_shape(torch.Size(shape)))

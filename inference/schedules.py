@@ -125,7 +125,8 @@ class KLAnnealing:
         return annealed
 
 
-OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "clipped_adam", "sgd", "rmsprop", "adagrad")
+OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "clipped_adam", "sgd", "rmsprop", "adagrad",
+                                     "adagrad_rmsprop")
 
 #: lr_schedule name -> (torch scheduler class, required keys)
 LR_SCHEDULE_NAMES: dict[str, tuple[Any, tuple[str, ...]]] = {
@@ -138,10 +139,12 @@ LR_SCHEDULE_NAMES: dict[str, tuple[Any, tuple[str, ...]]] = {
 
 
 def _torch_optimizer(name: str) -> Any:
+    from pyro.optim.adagrad_rmsprop import AdagradRMSProp
     from pyro.optim.clipped_adam import ClippedAdam
 
     return {"adam": torch.optim.Adam, "clipped_adam": ClippedAdam, "sgd": torch.optim.SGD,
-            "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}[name]
+            "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+            "adagrad_rmsprop": AdagradRMSProp}[name]
 
 
 def make_optimizer(name: str = "adam", *, lr: float = 1e-2,
@@ -156,6 +159,11 @@ def make_optimizer(name: str = "adam", *, lr: float = 1e-2,
     ``clip_norm`` clips each parameter's gradient norm (Pyro ``clip_args``); for
     ``clipped_adam`` it is ClippedAdam's own ``clip_norm``.
 
+    ``adagrad_rmsprop`` is Pyro's AdagradRMSProp (the optimiser of Pyro's sparse gamma DEF
+    example, step size ``eta * t_step^(-1/2 + delta)`` on an RMSProp-style running average);
+    ``lr`` is its ``eta`` (the example uses 4.5) and ``optim_args`` may set ``t`` and ``delta``.
+    Its parameter groups have no ``lr``, so torch's learning-rate schedules cannot drive it.
+
     Usage: ``make_optimizer("clipped_adam", lr=1e-3, clip_norm=5.0)``.
     """
     if name not in OPTIMIZER_NAMES:
@@ -164,7 +172,11 @@ def make_optimizer(name: str = "adam", *, lr: float = 1e-2,
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"clip_norm must be > 0, got {clip_norm!r}")
-    args: dict[str, Any] = {"lr": float(lr), **(optim_args or {})}
+    if name == "adagrad_rmsprop" and lr_schedule is not None:
+        raise ValueError("optimizer 'adagrad_rmsprop' takes no lr_schedule (its step size "
+                         "already decays; torch's schedulers need an 'lr' it does not have)")
+    rate_key = "eta" if name == "adagrad_rmsprop" else "lr"
+    args: dict[str, Any] = {rate_key: float(lr), **(optim_args or {})}
     clip_args: dict[str, float] = {}
     if clip_norm is not None:
         if name == "clipped_adam":

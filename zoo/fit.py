@@ -28,12 +28,16 @@ def method_settings(method: str, zoo_model: ZooModel, settings: Mapping[str, Any
     """Validated settings of ``method`` for ``zoo_model``: its defaults under the caller's.
 
     The model's :meth:`~zoo.models.base.ZooModel.driver_defaults` for the method's family come
-    first (keys the method does not take are dropped), then ``settings``; a ``guide`` is
+    first (keys the method does not take are dropped), for variational methods updated by
+    its :meth:`~zoo.models.base.ZooModel.guide_defaults` for ``guide``, then ``settings``; a ``guide`` is
     refused by methods that take none.
     """
     entry = methods.get(method)
     defaults = {k: v for k, v in zoo_model.driver_defaults(entry.family).items()
                 if k in entry.fields}
+    if entry.family == "vi":
+        defaults.update({k: v for k, v in zoo_model.guide_defaults(guide).items()
+                         if k in entry.fields})
     values = {**defaults, **dict(settings)}
     if guide is not None:
         if "guide" not in entry.fields:

@@ -68,6 +68,8 @@ METRICS: dict[str, Metric] = {
                   "point", False, kind="diagnostic"),
     "eval_samples": Metric("importance samples per data point", kind="bookkeeping"),
     "eval_points": Metric("held-out data points evaluated", kind="bookkeeping"),
+    "eval_fit_steps": Metric("SVI steps fitting the held-out points' local latents (models "
+                             "without an amortised guide)", kind="bookkeeping"),
     "eval_draws": Metric("posterior draws used for predictive metrics", kind="bookkeeping"),
     # predictive metrics
     "rmse": Metric("root mean squared error of the predictive mean (original target scale)",
@@ -118,6 +120,9 @@ METRICS: dict[str, Metric] = {
     # training
     "elbo": Metric("final training ELBO, mean of the last 5% of steps, summed over the "
                    "training set (the report divides by num_train)", "nats", True),
+    "train_elbo": Metric("training ELBO estimated with many vectorised particles after the last "
+                         "step (SVI's elbo_every / elbo_particles), summed over the training "
+                         "set", "nats", True),
     "psis_khat": Metric("PSIS k-hat of the guide against the posterior (Yao et al. 2018)", "",
                         False, kind="diagnostic"),
     # MCMC

@@ -73,6 +73,9 @@ class SVISettings(MethodSettings):
                                             help="plate nesting given to the ELBO")
     time_limit_s: float | None = real(None, minimum=0.0, exclusive=True, optional=True,
                                       help="stop training after this many seconds (a budget)")
+    elbo_every: int | None = integer(None, minimum=1, optional=True,
+                                     help="steps between training-ELBO estimates (None: off)")
+    elbo_particles: int = integer(20, minimum=1, help="vectorised particles of those estimates")
 
     def check(self) -> str | None:
         if self.guide is not None and not (isinstance(self.guide, str) or callable(self.guide)):

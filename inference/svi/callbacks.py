@@ -32,8 +32,8 @@ from inference.errors import DivergenceError
 if TYPE_CHECKING:
     from inference.svi.engine import SVIEngine
 
-__all__ = ["Callback", "EarlyStopping", "Checkpointer", "KeepBest", "ProgressBar",
-           "StopOnInterrupt", "TimeLimit"]
+__all__ = ["Callback", "EarlyStopping", "Checkpointer", "ELBOMonitor", "KeepBest",
+           "ProgressBar", "StopOnInterrupt", "TimeLimit"]
 
 
 class Callback:
@@ -265,3 +265,54 @@ class KeepBest(Callback):
         """Put the kept parameters back into the param store (if any were kept)."""
         if self.best_params:
             restore_params(self.best_params)
+
+
+class ELBOMonitor(Callback):
+    """Estimates the training ELBO with ``num_particles`` vectorised particles after every
+    ``every``-th step and after the last step, without touching the training RNG stream.
+
+    The per-step loss of a one-particle objective is too noisy to compare guides by; this is
+    the protocol of Pyro's sparse gamma DEF example (20 particles every 25 steps). It uses
+    ``Trace_ELBO`` (score-function terms for discrete sites, which do not bias the value) on
+    the training data, under ``torch.no_grad``. ``steps`` and ``elbos`` hold what it measured.
+
+    Usage: ``mon = ELBOMonitor({"x": x}, every=25, num_particles=20); engine.run(1500, [mon])``.
+    """
+
+    def __init__(self, model_kwargs: Mapping[str, Any], every: int = 25,
+                 num_particles: int = 20) -> None:
+        if every < 1 or num_particles < 1:
+            raise ValueError(f"ELBOMonitor needs every >= 1 and num_particles >= 1, got "
+                             f"{every} and {num_particles}")
+        self.model_kwargs = dict(model_kwargs)
+        self.every, self.num_particles = int(every), int(num_particles)
+        self.steps: list[int] = []
+        self.elbos: list[float] = []
+
+    def measure(self, engine: "SVIEngine") -> float:
+        """The ELBO estimate now (also recorded)."""
+        import torch
+        from pyro.infer import Trace_ELBO
+
+        from inference.checkpoint import get_rng, set_rng
+
+        nesting = engine.elbo.max_plate_nesting - int(bool(engine.elbo.vectorize_particles))
+        elbo = Trace_ELBO(num_particles=self.num_particles, vectorize_particles=True,
+                          max_plate_nesting=nesting)
+        rng = get_rng()
+        try:
+            with torch.no_grad():
+                value = -float(elbo.loss(engine.model, engine.guide, **self.model_kwargs))
+        finally:
+            set_rng(rng)
+        self.steps.append(engine.step_count)
+        self.elbos.append(value)
+        return value
+
+    def on_step_end(self, engine: "SVIEngine", loss: float) -> None:
+        if engine.step_count % self.every == 0:
+            self.measure(engine)
+
+    def on_run_end(self, engine: "SVIEngine") -> None:
+        if not self.steps or self.steps[-1] != engine.step_count:
+            self.measure(engine)

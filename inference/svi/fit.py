@@ -36,8 +36,8 @@ from inference.log_likelihood import observed_data, pointwise_log_likelihood
 from inference.result import InferenceResult
 from inference.schedules import KLAnnealing
 from inference.sites import model_trace, site_kinds
-from inference.svi.callbacks import (Callback, Checkpointer, EarlyStopping, KeepBest,
-                                     ProgressBar, StopOnInterrupt, TimeLimit)
+from inference.svi.callbacks import (Callback, Checkpointer, EarlyStopping, ELBOMonitor,
+                                     KeepBest, ProgressBar, StopOnInterrupt, TimeLimit)
 from inference.svi.health import loss_problems
 from inference.svi.draws import draw_posterior, guide_params
 from inference.svi.engine import SVIEngine
@@ -100,6 +100,8 @@ def fit_svi(
     guide_options: Mapping[str, Any] | None = None,
     max_plate_nesting: int | None = None,
     time_limit_s: float | None = None,
+    elbo_every: int | None = None,
+    elbo_particles: int = 20,
 ) -> InferenceResult:
     """Fit ``guide`` to ``model(**model_kwargs)`` by SVI; return draws, losses and the guide.
 
@@ -110,7 +112,11 @@ def fit_svi(
     * ``max_plate_nesting`` -- given to the ELBO (default: read off one model and one guide
       trace before training, as Pyro's ELBO would guess it);
     * ``time_limit_s`` -- stop training after this many wall-clock seconds (a budget: the
-      run keeps what it reached, records ``stopped_by_time_limit`` and warns).
+      run keeps what it reached, records ``stopped_by_time_limit`` and warns);
+    * ``elbo_every`` / ``elbo_particles`` -- estimate the training ELBO with that many
+      vectorised particles every ``elbo_every`` steps and at the end
+      (:class:`~inference.svi.callbacks.ELBOMonitor`); recorded as ``settings["elbo_trace"]``
+      (``{"steps": [...], "elbo": [...]}``) and ``settings["train_elbo"]`` (the last value).
 
     Behaviour: the param store is cleared and the seed set at the start (``resume=True``
     restores everything from ``checkpoint_path`` when that file exists, else starts fresh);
@@ -172,6 +178,10 @@ def fit_svi(
         if checkpoint_path is not None:
             callbacks.append(Checkpointer(checkpoint_path, every=checkpoint_every,
                                           extra=early.state if early is not None else None))
+        monitor = (ELBOMonitor(train_kwargs, every=elbo_every, num_particles=elbo_particles)
+                   if elbo_every is not None else None)
+        if monitor is not None:
+            callbacks.append(monitor)
         limit = TimeLimit(time_limit_s) if time_limit_s is not None else None
         if limit is not None:
             callbacks.append(limit)
@@ -239,6 +249,10 @@ def fit_svi(
         "time_limit_s": time_limit_s,
         "stopped_by_time_limit": bool(limit is not None and limit.reached),
         "loss_problems": problems, "kept_best_step": kept_best_step,
+        "elbo_every": elbo_every, "elbo_particles": elbo_particles,
+        "elbo_trace": (None if monitor is None else
+                       {"steps": list(monitor.steps), "elbo": list(monitor.elbos)}),
+        "train_elbo": None if monitor is None or not monitor.elbos else monitor.elbos[-1],
     }
     return InferenceResult(
         method="svi",

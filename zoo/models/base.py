@@ -93,6 +93,14 @@ class ZooModel:
         """
         return {}
 
+    def guide_defaults(self, guide: str | None) -> dict[str, Any]:
+        """Method settings the guide named ``guide`` needs (``None``: the model's default
+        guide), merged over :meth:`driver_defaults` and under the caller's; default none.
+
+        E.g. a guide in log space needs a smaller step size than one in softplus space.
+        """
+        return {}
+
     def guides(self) -> Mapping[str, Callable[..., Any]]:
         """Model-specific guides by name (``--guide NAME`` on the CLI).
 
