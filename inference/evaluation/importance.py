@@ -23,6 +23,10 @@ from inference.evaluation.metrics import KHAT_RELIABLE
 
 __all__ = ["heldout_importance", "importance_metrics"]
 
+#: below this many importance samples PSIS has too short a tail to fit k-hat (a NaN k-hat
+#: then means "unknown"); above it a NaN k-hat comes from non-finite weights: unreliable
+MIN_SAMPLES_FOR_KHAT = 50
+
 
 def importance_metrics(estimate: Any) -> dict[str, float]:
     """The zoo's metrics of an :class:`~inference.marginal_likelihood.ImportanceEstimate`."""
@@ -41,8 +45,10 @@ def importance_metrics(estimate: Any) -> dict[str, float]:
         "eval_samples": float(estimate.num_samples),
         "eval_points": float(estimate.num_data),
     }
-    if math.isnan(khat_mean):  # too few samples for k-hat: reliability unknown
-        metrics["test_ll_se"] = estimate.se
+    if math.isnan(khat_mean) and estimate.num_samples < MIN_SAMPLES_FOR_KHAT:
+        metrics["test_ll_se"] = estimate.se  # too few samples for k-hat: reliability unknown
+    elif math.isnan(khat_mean):  # enough samples, yet no k-hat: non-finite weights
+        metrics["test_ll_reliable"] = 0.0
     elif khat_mean <= KHAT_RELIABLE:
         metrics["test_ll_reliable"] = 1.0
         metrics["test_ll_se"] = estimate.se
