@@ -30,6 +30,8 @@ CAPABILITIES: dict[str, str] = {
     "full_batch": "a full-data log density cheap enough to evaluate at every step",
     "minibatch": "a data plate that takes subsample_size (mini-batches)",
     "local_latents": "one latent variable per data point (an amortised posterior)",
+    "energy_function": "an energy function with Gibbs conditionals (a Boltzmann machine, "
+                       "inference.energy.EnergyModel)",
 }
 
 #: why a model lacks a capability, in words that follow the model's name
@@ -40,6 +42,7 @@ _WHY_NOT: dict[str, str] = {
     "full_batch": "is too large for a full-data density at every step",
     "minibatch": "has no data plate that takes subsample_size",
     "local_latents": "has no per-data-point latent variables",
+    "energy_function": "is not an energy-based model",
 }
 
 
@@ -53,6 +56,8 @@ class ModelTraits:
     ``minibatch``: the data plate takes ``subsample_size``. ``full_batch``: a full-data log
     density per step is affordable (false for nets trained on all of MNIST).
     ``differentiable``: the log density is differentiable in the latents.
+    ``energy_based``: the model is an energy function with Gibbs conditionals (a Boltzmann
+    machine), trained by the ``energy`` family of methods rather than as a Pyro program.
 
     Example: ``ModelTraits(minibatch=True).provides()`` contains ``"minibatch"``.
     """
@@ -63,6 +68,7 @@ class ModelTraits:
     minibatch: bool = False
     full_batch: bool = True
     differentiable: bool = True
+    energy_based: bool = False
 
     def provides(self) -> frozenset[str]:
         """The capabilities (keys of :data:`CAPABILITIES`) a model with these traits offers."""
@@ -73,6 +79,7 @@ class ModelTraits:
             "full_batch": self.full_batch,
             "minibatch": self.minibatch,
             "local_latents": self.local_latents,
+            "energy_function": self.energy_based,
         }
         return frozenset(name for name, ok in offered.items() if ok)
 
