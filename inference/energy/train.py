@@ -33,7 +33,8 @@ import torch
 from inference.energy.protocol import TrainingStage
 from inference.energy.tempering import swap_step, temperature_ladder
 
-__all__ = ["TrainingRecord", "train_energy", "train_stages"]
+__all__ = ["TrainingRecord", "cd_negative_state", "contrastive_loss", "train_energy",
+           "train_stages"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,25 @@ def _reconstruction_error(model: Any, v: torch.Tensor, generator: torch.Generato
         else:
             means = model.gibbs_step(model.chain_state(v, generator), generator=generator)[0]
         return float(((means - v) ** 2).sum(-1).mean())
+
+
+def cd_negative_state(model: Any, v: torch.Tensor, k: int,
+                      generator: torch.Generator | None = None) -> Any:
+    """CD-k's model-term state: ``k`` Gibbs sweeps from the data ``v``."""
+    with torch.no_grad():
+        state = model.chain_state(v, generator)
+        for _ in range(k):
+            state = model.gibbs_step(state, generator=generator)
+        return model.negative_state(state)
+
+
+def contrastive_loss(model: Any, positive: Any, negative: Any) -> torch.Tensor:
+    """``mean E(positive) - mean E(negative)``: its gradient in the parameters is minus the
+    (CD / PCD estimate of the) log-likelihood gradient, for energies linear in them. Both
+    states are held fixed (detached), so no gradient flows through the hidden expectations."""
+    positive = tuple(t.detach() for t in positive)
+    negative = tuple(t.detach() for t in negative)
+    return model.energy(positive).mean() - model.energy(negative).mean()
 
 
 def train_energy(model: Any, data: torch.Tensor, *, k: int = 1, persistent: bool = False,
@@ -131,10 +151,7 @@ def train_energy(model: Any, data: torch.Tensor, *, k: int = 1, persistent: bool
             v = inputs(data[order[cursor - batch_size:cursor]], generator)
             positive = model.positive_state(v, generator)
             if not persistent:
-                state = model.chain_state(v, generator)
-                for _ in range(k):
-                    state = model.gibbs_step(state, generator=generator)
-                negative = model.negative_state(state)
+                negative = cd_negative_state(model, v, k, generator)
             else:
                 if chains is None:
                     start_v = inputs(data[torch.randint(n, (num_chains or batch_size,),
@@ -149,8 +166,7 @@ def train_energy(model: Any, data: torch.Tensor, *, k: int = 1, persistent: bool
                         swaps.append(rate)
                 negative = model.negative_state(chains[0])
         optimizer.zero_grad(set_to_none=True)
-        loss = model.energy(positive).mean() - model.energy(negative).mean()
-        loss.backward()
+        contrastive_loss(model, positive, negative).backward()
         optimizer.step()
         if step % 50 == 0 or step == num_steps - 1:  # a progress signal; also the check
             error = _reconstruction_error(model, v, generator)

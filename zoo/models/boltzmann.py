@@ -62,7 +62,8 @@ class BoltzmannModel(ZooModel):
       Salakhutdinov and Murray 2008): the AIS estimate of ``log Z``;
     - ``bound_samples``: draws of ``q`` per image for a DBN's bound (default 10);
     - ``gibbs_steps``: Gibbs sweeps of the chains shown in the sample figure (default 1000);
-    - ``eval_seed``: seed of the evaluation's random numbers.
+    - ``eval_seed``: seed of the evaluation's random numbers;
+    - ``eval_max_points``: evaluate on the first n held-out images only (default all).
     """
 
     observed_names = ("x",)
@@ -70,7 +71,8 @@ class BoltzmannModel(ZooModel):
 
     def __init__(self, network: torch.nn.Module, *, ais_runs: int = 100,
                  ais_temperatures: int = 14_500, bound_samples: int = 10,
-                 gibbs_steps: int = 1000, eval_seed: int = 0):
+                 gibbs_steps: int = 1000, eval_seed: int = 0,
+                 eval_max_points: int | None = None):
         self.model = network  # an energy network, not a Pyro program (see module docstring)
         self.ais_runs = _positive_int("ais_runs", ais_runs)
         self.ais_temperatures = _positive_int("ais_temperatures", ais_temperatures)
@@ -80,6 +82,8 @@ class BoltzmannModel(ZooModel):
         self.bound_samples = _positive_int("bound_samples", bound_samples)
         self.gibbs_steps = _positive_int("gibbs_steps", gibbs_steps)
         self.eval_seed = int(eval_seed)
+        self.eval_max_points = (None if eval_max_points is None
+                                else _positive_int("eval_max_points", eval_max_points))
         self.last_ais: AISResult | None = None
 
     # ------------------------------------------------------------------ data
@@ -105,6 +109,9 @@ class BoltzmannModel(ZooModel):
         return {}
 
     # ------------------------------------------------------------------ evaluation
+    def evaluation_defaults(self) -> dict[str, Any]:
+        return {} if self.eval_max_points is None else {"max_points": self.eval_max_points}
+
     def restore(self, result: "InferenceResult | None") -> None:
         """Load a result's trained parameters into the network (no-op for a live fit)."""
         params = (result.guide_params or {}) if result is not None else {}

@@ -24,23 +24,30 @@ __all__ = ["boltzmann_figures", "image_grid", "log_weight_histogram"]
 
 
 def image_grid(images: np.ndarray, shape: Sequence[int], path: str | Path, title: str,
-               cmap: str = "gray", symmetric: bool = False) -> Path:
-    """Rows of ``images`` (n, prod(shape)) tiled in a square grid; ``symmetric`` centres the
-    colour scale of each tile at 0 (filters)."""
+               symmetric: bool = False) -> Path:
+    """Rows of ``images`` (n, prod(shape)) tiled into one mosaic in a square grid, drawn with
+    one ``imshow``; ``symmetric`` scales each tile to [-1, 1] around 0 (filters)."""
+    images = np.asarray(images, dtype=float)
     n = len(images)
     cols = int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.7, rows * 0.7 + 0.5))
-    for i, ax in enumerate(np.asarray(axes).ravel()):
-        ax.axis("off")
-        if i < n:
-            tile = images[i].reshape(shape)
-            if symmetric:
-                scale = float(np.abs(tile).max()) or 1.0
-                ax.imshow(tile, cmap="RdBu_r", vmin=-scale, vmax=scale)
-            else:
-                ax.imshow(tile, cmap=cmap, vmin=0.0, vmax=1.0)
-    fig.suptitle(title, fontsize=9)
+    height, width = int(shape[0]), int(shape[1])
+    fill = 0.0 if symmetric else 1.0
+    mosaic = np.full((rows * (height + 1) + 1, cols * (width + 1) + 1), fill)
+    for i, image in enumerate(images):
+        tile = image.reshape(height, width)
+        if symmetric:
+            tile = tile / (float(np.abs(tile).max()) or 1.0)
+        r, c = divmod(i, cols)
+        mosaic[1 + r * (height + 1):1 + r * (height + 1) + height,
+               1 + c * (width + 1):1 + c * (width + 1) + width] = tile
+    fig, ax = plt.subplots(figsize=(6, 6 * rows / cols + 0.4))
+    if symmetric:
+        ax.imshow(mosaic, cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
