@@ -106,15 +106,15 @@ def _exact_gradient(rbm: RBM, data: torch.Tensor) -> torch.Tensor:
 
 def test_cd_k_gradient_approaches_the_exact_gradient_as_k_grows():
     """CD-k's weight gradient (minus that of the trainer's loss) against the exact one on a
-    6x4 RBM with strong weights (sd 2), where CD-1 is visibly biased. 40,000 chains make each
-    component's Monte Carlo sd at most 1 / sqrt(4e4) = 0.005 against an exact gradient of norm
-    1.2, so the cosines carry noise below 0.01: CD-1 points the right way (cosine about 0.77),
+    6x4 RBM with strong weights (sd 2), where CD-1 is visibly biased. 20,000 chains make each
+    component's Monte Carlo sd at most 1 / sqrt(2e4) = 0.007 against an exact gradient of norm
+    1.2 (0.04 over its 24 components), so the cosines carry noise below 0.01: CD-1 points the right way (cosine about 0.77),
     CD-25 is nearly exact (about 0.997) and CD-100 within Monte Carlo error of exact."""
     rbm = _random_rbm(6, 4, 2.0, seed=4)
     g = torch.Generator().manual_seed(5)
     data = torch.bernoulli(torch.full((20, 6), 0.3), generator=g)
     exact = _exact_gradient(rbm, data)
-    chains = data.repeat(2000, 1)
+    chains = data.repeat(1000, 1)
     cosines, errors = {}, {}
     for k in (1, 25, 100):
         rbm.zero_grad()
@@ -125,7 +125,7 @@ def test_cd_k_gradient_approaches_the_exact_gradient_as_k_grows():
         errors[k] = float((estimate - exact).norm())
     assert 0.5 < cosines[1] < 0.95, cosines
     assert cosines[25] > 0.99 and errors[25] < errors[1] / 3, (cosines, errors)
-    assert errors[100] < 0.05, errors
+    assert errors[100] < 0.1, errors
 
 
 # ----------------------------------------------------------------- sampling
@@ -150,16 +150,17 @@ def test_block_gibbs_sampling_matches_exact_distribution():
 
 
 def test_parallel_tempering_keeps_the_model_distribution():
-    """The beta=1 replica after Gibbs sweeps and replica swaps at 4 temperatures is still
+    """The beta=1 replica (10,000 chains) after Gibbs sweeps and replica swaps at 4
+    temperatures is still
     distributed as p(v) (chi-square as above), and swaps are accepted at a sensible rate."""
     rbm = _random_rbm(4, 3, 2.0, seed=8)
     _, probs = _exact_visible_distribution(rbm)
     g = torch.Generator().manual_seed(9)
     betas = temperature_ladder(4)
-    replicas = [rbm.chain_state(rbm.ais_base_sample(20_000, g), g) for _ in betas]
+    replicas = [rbm.chain_state(rbm.ais_base_sample(10_000, g), g) for _ in betas]
     rates = []
     with torch.no_grad():
-        for step in range(40):
+        for step in range(30):
             replicas = [rbm.gibbs_step(s, b, g) for s, b in zip(replicas, betas)]
             replicas, rate = swap_step(rbm, replicas, betas, parity=step, generator=g)
             rates.append(rate)

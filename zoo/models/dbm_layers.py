@@ -35,7 +35,7 @@ from torch import nn
 
 from inference.energy.protocol import TrainingStage
 from zoo.models.rbm_layers import (EXACT_MAX_UNITS, RBM, bernoulli_entropy, enumerate_binary,
-                                   logit)
+                                   logit, sample_bernoulli)
 
 __all__ = ["DBM"]
 
@@ -127,18 +127,18 @@ class DBM(nn.Module):
 
     def chain_state(self, v: torch.Tensor, generator: torch.Generator | None = None) -> State:
         with torch.no_grad():
-            h1 = torch.bernoulli(torch.sigmoid(self.c1 + 2.0 * (v @ self.W1)),
+            h1 = sample_bernoulli(torch.sigmoid(self.c1 + 2.0 * (v @ self.W1)),
                                  generator=generator)
-            h2 = torch.bernoulli(self.h2_probs(h1), generator=generator)
+            h2 = sample_bernoulli(self.h2_probs(h1), generator=generator)
         return v, h1, h2
 
     def gibbs_step(self, state: Sequence[torch.Tensor], beta: float = 1.0,
                    generator: torch.Generator | None = None) -> State:
         """``h1 ~ p(h1 | v, h2)``, then ``v ~ p(v | h1)`` and ``h2 ~ p(h2 | h1)`` (a block)."""
         v, _, h2 = state
-        h1 = torch.bernoulli(self.h1_probs(v, h2, beta), generator=generator)
-        v = torch.bernoulli(self.v_probs(h1, beta), generator=generator)
-        h2 = torch.bernoulli(self.h2_probs(h1, beta), generator=generator)
+        h1 = sample_bernoulli(self.h1_probs(v, h2, beta), generator=generator)
+        v = sample_bernoulli(self.v_probs(h1, beta), generator=generator)
+        h2 = sample_bernoulli(self.h2_probs(h1, beta), generator=generator)
         return v, h1, h2
 
     def negative_state(self, state: Sequence[torch.Tensor]) -> State:
@@ -154,7 +154,7 @@ class DBM(nn.Module):
         bottom, top = self._pretrain
 
         def h1_samples(v: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-            return torch.bernoulli(bottom.hidden_probs(v), generator=g)
+            return sample_bernoulli(bottom.hidden_probs(v), generator=g)
 
         def start_joint() -> None:
             with torch.no_grad():
@@ -176,8 +176,8 @@ class DBM(nn.Module):
 
     def ais_base_sample(self, n: int, generator: torch.Generator | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        v = torch.bernoulli(torch.sigmoid(self.base_bias).expand(n, -1), generator=generator)
-        h2 = torch.bernoulli(torch.full((n, self.c2.shape[0]), 0.5), generator=generator)
+        v = sample_bernoulli(torch.sigmoid(self.base_bias).expand(n, -1), generator=generator)
+        h2 = sample_bernoulli(torch.full((n, self.c2.shape[0]), 0.5), generator=generator)
         return v, h2
 
     def ais_log_z_base(self) -> float:
@@ -207,9 +207,9 @@ class DBM(nn.Module):
         increment = ((beta_prev - beta) * base + (beta - beta_prev) * linear
                      + (F.softplus(beta * field) - F.softplus(beta_prev * field)).sum(-1))
         if transition:
-            h1 = torch.bernoulli(torch.sigmoid(beta * field), generator=generator)
-            v = torch.bernoulli(self.v_probs(h1, beta), generator=generator)
-            state = (v, torch.bernoulli(self.h2_probs(h1, beta), generator=generator))
+            h1 = sample_bernoulli(torch.sigmoid(beta * field), generator=generator)
+            v = sample_bernoulli(self.v_probs(h1, beta), generator=generator)
+            state = (v, sample_bernoulli(self.h2_probs(h1, beta), generator=generator))
         return increment, state
 
     def exact_log_z(self, max_units: int = EXACT_MAX_UNITS, chunk: int = 4096) -> float | None:

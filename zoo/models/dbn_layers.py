@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from inference.energy.protocol import TrainingStage
-from zoo.models.rbm_layers import RBM, bernoulli_entropy
+from zoo.models.rbm_layers import RBM, bernoulli_entropy, sample_bernoulli
 
 __all__ = ["DBN"]
 
@@ -56,7 +56,7 @@ class DBN(nn.Module):
         """Binary samples of ``h_layers`` drawn up through the recognition weights."""
         x = v
         for rbm in self.layers[:layers]:
-            x = torch.bernoulli(rbm.hidden_probs(x), generator=generator)
+            x = sample_bernoulli(rbm.hidden_probs(x), generator=generator)
         return x
 
     def training_stages(self) -> list[TrainingStage]:
@@ -79,7 +79,7 @@ class DBN(nn.Module):
                 below, bound = v, torch.zeros(len(v), dtype=torch.float64)
                 for l, rbm in enumerate(self.layers[:-1]):
                     q = rbm.hidden_probs(below)
-                    h = torch.bernoulli(q, generator=generator)
+                    h = sample_bernoulli(q, generator=generator)
                     p_below = rbm.visible_mean(h).clamp(1e-7, 1 - 1e-7)
                     bound += (below * p_below.log() + (1 - below) * (-p_below).log1p()
                               ).sum(-1).double()
@@ -99,7 +99,7 @@ class DBN(nn.Module):
                 state = self.top.gibbs_step(state, generator=generator)
             h = state[0]
             for rbm in reversed(self.layers[1:-1]):
-                h = torch.bernoulli(rbm.visible_mean(h), generator=generator)
+                h = sample_bernoulli(rbm.visible_mean(h), generator=generator)
             return self.layers[0].visible_mean(h)
 
     def reconstruction(self, v: torch.Tensor) -> torch.Tensor:

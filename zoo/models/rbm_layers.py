@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RBM", "VISIBLE_KINDS", "bernoulli_entropy", "enumerate_binary", "logit"]
+__all__ = ["RBM", "VISIBLE_KINDS", "bernoulli_entropy", "enumerate_binary", "logit",
+           "sample_bernoulli"]
 
 VISIBLE_KINDS = ("bernoulli", "gaussian")
 #: the largest layer exact log Z enumerates by default (2^20 states)
@@ -47,6 +48,12 @@ def logit(p: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Log-odds of probabilities clamped to ``[eps, 1 - eps]`` (base rates of never-on pixels)."""
     p = p.clamp(eps, 1 - eps)
     return torch.log(p) - torch.log1p(-p)
+
+
+def sample_bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary draws with success probabilities ``p`` (``u < p`` for uniform ``u``: the same
+    distribution as ``torch.bernoulli``, about twice as fast on CPU)."""
+    return (torch.rand(p.shape, generator=generator, dtype=p.dtype) < p).to(p.dtype)
 
 
 def bernoulli_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -130,7 +137,7 @@ class RBM(nn.Module):
         mean = self.visible_mean(h, beta)
         if self.gaussian:
             return mean + torch.randn(mean.shape, generator=generator)
-        return torch.bernoulli(mean, generator=generator)
+        return sample_bernoulli(mean, generator=generator)
 
     def reconstruction(self, v: torch.Tensor) -> torch.Tensor:
         """Visible means given the hidden probabilities of ``v`` (one mean-field sweep)."""
@@ -165,13 +172,13 @@ class RBM(nn.Module):
 
     def chain_state(self, v: torch.Tensor, generator: torch.Generator | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return v, torch.bernoulli(self.hidden_probs(v), generator=generator)
+        return v, sample_bernoulli(self.hidden_probs(v), generator=generator)
 
     def gibbs_step(self, state: Sequence[torch.Tensor], beta: float = 1.0,
                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One block-Gibbs sweep under ``p_beta``: ``v ~ p(v | h)``, then ``h ~ p(h | v)``."""
         v = self.sample_visible(state[1], beta, generator)
-        return v, torch.bernoulli(self.hidden_probs(v, beta), generator=generator)
+        return v, sample_bernoulli(self.hidden_probs(v, beta), generator=generator)
 
     def negative_state(self, state: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The chain's visible sample with the hidden units' conditional probabilities."""
@@ -185,7 +192,7 @@ class RBM(nn.Module):
         base = self.base_bias.expand(n, -1)
         if self.gaussian:
             return base + torch.randn(base.shape, generator=generator)
-        return torch.bernoulli(torch.sigmoid(base), generator=generator)
+        return sample_bernoulli(torch.sigmoid(base), generator=generator)
 
     def ais_log_z_base(self) -> float:
         visible = (0.5 * self.n_visible * math.log(2 * math.pi) if self.gaussian
@@ -197,7 +204,7 @@ class RBM(nn.Module):
 
     def ais_transition(self, v: torch.Tensor, beta: float,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-        h = torch.bernoulli(self.hidden_probs(v, beta), generator=generator)
+        h = sample_bernoulli(self.hidden_probs(v, beta), generator=generator)
         return self.sample_visible(h, beta, generator)
 
     def ais_step(self, v: torch.Tensor, beta_prev: float, beta: float, *,
@@ -208,7 +215,7 @@ class RBM(nn.Module):
         increment = (self._visible_term(v, beta) - self._visible_term(v, beta_prev)
                      + (F.softplus(beta * field) - F.softplus(beta_prev * field)).sum(-1))
         if transition:
-            h = torch.bernoulli(torch.sigmoid(beta * field), generator=generator)
+            h = sample_bernoulli(torch.sigmoid(beta * field), generator=generator)
             v = self.sample_visible(h, beta, generator)
         return increment, v
 
