@@ -151,11 +151,13 @@ class BoltzmannModel(ZooModel):
             "test_ll": float(ll.mean()),
             "test_ll_se": float(ll.std(ddof=1) / np.sqrt(len(ll))) if len(ll) > 1 else 0.0,
             "log_z": float(ais.log_z), "log_z_se": float(ais.log_z_se),
-            "log_z_low": float(ais.log_z_low), "log_z_high": float(ais.log_z_high),
+            "log_z_high": float(ais.log_z_high),
             "ais_log_weight_sd": float(np.std(ais.log_weights)),
             "ais_runs": float(runs), "ais_temperatures": float(self.ais_temperatures),
             "eval_points": float(len(x)),
         }
+        if np.isfinite(ais.log_z_low):  # -inf when 3 sd exceed the mean weight
+            metrics["log_z_low"] = float(ais.log_z_low)
         with torch.no_grad():
             metrics["recon_error"] = float(((self.model.reconstruction(x) - x) ** 2).sum(-1)
                                            .mean())
@@ -204,8 +206,8 @@ def _hidden(value: Any, layers: int | None, name: str) -> list[int]:
 class RBMModel(BoltzmannModel):
     """An RBM: ``hidden`` units (default 500), ``visible`` ``bernoulli`` (binary data, the
     default) or ``gaussian`` (real data, standardised here with the training split's mean and
-    sd), ``x_dim`` (default: from the data), ``init_seed``; plus the AIS keywords of
-    :class:`BoltzmannModel`."""
+    sd; its test_ll is then per standardised image), ``x_dim`` (default 784), ``init_seed``;
+    plus the AIS keywords of :class:`BoltzmannModel`."""
 
     def __init__(self, *, hidden: int = 500, visible: str = "bernoulli", x_dim: int = 784,
                  init_seed: int = 0, **evaluation: Any):
