@@ -36,7 +36,11 @@ import torch
 
 State = tuple[torch.Tensor, ...]
 
-__all__ = ["Annealable", "EnergyModel", "State", "TrainingStage"]
+__all__ = ["Annealable", "EnergyModel", "HISTORY_PREFIX", "State", "TrainingStage"]
+
+#: prefix of the training histories an energy method stores beside the trained parameters in
+#: ``InferenceResult.guide_params`` (``history/recon_error``); the rest is the state dict
+HISTORY_PREFIX = "history/"
 
 
 @runtime_checkable

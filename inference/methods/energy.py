@@ -24,13 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from inference.energy.protocol import HISTORY_PREFIX
 from inference.methods.registry import Target, register
 from inference.methods.settings import MethodSettings, flag, integer, real
 
 __all__ = ["CDSettings", "PCDSettings", "run_energy_method"]
-
-#: prefix of training histories stored beside the parameters
-HISTORY_PREFIX = "history/"
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from inference.energy.protocol import HISTORY_PREFIX
 from inference.methods.capabilities import ModelTraits
-from inference.methods.energy import HISTORY_PREFIX
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
 from zoo.models.dbm_layers import DBM
