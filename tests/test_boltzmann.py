@@ -236,3 +236,20 @@ def test_zoo_fit_rbm_cd_writes_ais_likelihood_and_figures_and_reloads(tmp_path):
     result, model, dataset = load_run(out)
     again = model.evaluate(dataset, result)
     assert again["test_ll"] == pytest.approx(metrics["test_ll"], abs=1e-6)
+
+
+def test_budgets_cap_energy_training_and_ais():
+    """A budget caps the energy methods' updates and time and the AIS schedule (the smoke
+    size runs 3 updates per stage and 20 temperatures), as it caps SVI."""
+    from benchmarks.budget import SMOKE, Budget, apply_budget
+    from benchmarks.suite import load_suite
+
+    suite = load_suite("boltzmann", validate=False)
+    tiny = apply_budget(suite, SMOKE)
+    energy = [c for c in tiny.cells if c.method in ("cd", "pcd")]
+    assert {c.model for c in energy} == {"rbm", "dbn", "dbm"}
+    assert all(c.settings["num_steps"] == 3 and c.config["ais_temperatures"] == 20
+               for c in energy)
+    timed = apply_budget(suite, Budget(minutes=0.5, ais_temperatures=4000))
+    assert all(c.settings["time_limit_s"] == 30.0 and c.config["ais_temperatures"] == 4000
+               for c in timed.cells if c.method in ("cd", "pcd"))
