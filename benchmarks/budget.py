@@ -36,7 +36,11 @@ class Budget(MethodSettings):
     evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
     only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
     method (the first); ``max_tree_depth``: caps NUTS trees; ``elbo_particles``: particles of
-    SVI's training-ELBO monitor; ``plots``: false skips figures.
+    SVI's training-ELBO monitor; ``plots``: false skips figures; ``ais_temperatures``: caps the
+    intermediate distributions of annealed importance sampling (a Boltzmann model's
+    ``ais_temperatures`` configuration). ``max_steps`` and ``minutes`` also cap the updates
+    (per stage) and training time of the ``energy`` methods (cd, pcd) and the ``point``
+    methods (autoencoder, gan).
     """
 
     max_steps: int | None = integer(None, minimum=1, optional=True)
@@ -52,6 +56,7 @@ class Budget(MethodSettings):
     elbo_particles: int | None = integer(None, minimum=1, optional=True)
     one_per_method: bool = flag(False)
     plots: bool = flag(True)
+    ais_temperatures: int | None = integer(None, minimum=3, optional=True)
 
     def merged(self, overrides: Mapping[str, Any]) -> "Budget":
         """This budget with some fields replaced (checked)."""
@@ -61,7 +66,7 @@ class Budget(MethodSettings):
 #: the size ``zoo bench NAME --smoke`` runs at: every stage of every cell, in seconds
 SMOKE = Budget(max_steps=3, mcmc_draws=8, chains=2, max_points=16, is_samples=8, num_draws=4,
                seeds=1, splits=1, max_tree_depth=4, elbo_particles=2, one_per_method=True,
-               plots=False)
+               plots=False, ais_temperatures=20)
 
 
 def _capped(value: Any, cap: int | None) -> Any:
@@ -97,7 +102,7 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     entry = get(cell.method)
     defaults = entry.settings_from({"guide": cell.guide} if cell.guide else {}).as_dict()
     settings = dict(cell.settings)
-    if entry.family in ("vi", "point") and "num_steps" in entry.fields:
+    if entry.family in ("vi", "point", "energy") and "num_steps" in entry.fields:
         settings = _vi_settings(settings, int(defaults["num_steps"]), budget)
         if budget.minutes is not None and "time_limit_s" not in entry.fields:
             settings.pop("time_limit_s")
@@ -120,6 +125,8 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     config = dict(cell.config)
     if budget.is_samples is not None and "eval_samples" in config:  # a model's own default
         config["eval_samples"] = min(int(config["eval_samples"]), budget.is_samples)
+    if budget.ais_temperatures is not None and "ais_temperatures" in config:
+        config["ais_temperatures"] = min(int(config["ais_temperatures"]), budget.ais_temperatures)
     return dataclasses.replace(cell, settings=settings, evaluation=evaluation, config=config,
                                plots=cell.plots and budget.plots)
 

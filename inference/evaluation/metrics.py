@@ -37,7 +37,9 @@ METRICS: dict[str, Metric] = {
     # held-out likelihoods (per data point)
     "test_ll": Metric("held-out log-likelihood: importance-sampled log p(x) for models with "
                       "local latents (log p(y | x) for conditional models such as the CVAE), "
-                      "log-mean-exp of p(y | x, draw) over posterior draws otherwise",
+                      "log-mean-exp of p(y | x, draw) over posterior draws otherwise; for "
+                      "Boltzmann machines -F(x) - log Z with log Z from AIS (RBM), or the "
+                      "variational lower bound on log p(x) with the AIS log Z (DBN, DBM)",
                       "nats per data point", True),
     "test_ll_se": Metric("standard error of test_ll across data points (absent when the "
                          "estimate is unreliable)", "nats per data point", kind="diagnostic"),
@@ -71,6 +73,22 @@ METRICS: dict[str, Metric] = {
     "eval_fit_steps": Metric("SVI steps fitting the held-out points' local latents (models "
                              "without an amortised guide)", kind="bookkeeping"),
     "eval_draws": Metric("posterior draws used for predictive metrics", kind="bookkeeping"),
+    # partition functions (Boltzmann machines; annealed importance sampling)
+    "log_z": Metric("AIS estimate of the log partition function", "nats"),
+    "log_z_se": Metric("delta-method standard error of log_z over the AIS runs", "nats",
+                       kind="diagnostic"),
+    "log_z_low": Metric("log of (mean AIS weight - 3 sd / sqrt(runs)), -inf (null) when "
+                        "not positive (Salakhutdinov and Murray's interval)", "nats",
+                        kind="diagnostic"),
+    "log_z_high": Metric("log of (mean AIS weight + 3 sd / sqrt(runs))", "nats",
+                         kind="diagnostic"),
+    "log_z_exact": Metric("exact log partition function by enumeration (small models)",
+                          "nats"),
+    "ais_log_weight_sd": Metric("standard deviation of the AIS log-weights (above a few nats "
+                                "the estimate rests on few runs)", "nats", False,
+                                kind="diagnostic"),
+    "ais_runs": Metric("AIS runs", kind="bookkeeping"),
+    "ais_temperatures": Metric("AIS intermediate distributions", kind="bookkeeping"),
     # predictive metrics
     "rmse": Metric("root mean squared error of the predictive mean (original target scale)",
                    "target units", False),

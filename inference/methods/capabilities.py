@@ -32,6 +32,8 @@ CAPABILITIES: dict[str, str] = {
     "local_latents": "one latent variable per data point (an amortised posterior)",
     "trainable_network": "a network that states its own training objective (an autoencoder's "
                          "loss, a GAN's generator and discriminator) instead of a Pyro density",
+    "energy_function": "an energy function with Gibbs conditionals (a Boltzmann machine, "
+                       "inference.energy.EnergyModel)",
 }
 
 #: why a model lacks a capability, in words that follow the model's name
@@ -43,6 +45,7 @@ _WHY_NOT: dict[str, str] = {
     "minibatch": "has no data plate that takes subsample_size",
     "local_latents": "has no per-data-point latent variables",
     "trainable_network": "is a Pyro program, not a network with its own training objective",
+    "energy_function": "is not an energy-based model",
 }
 
 
@@ -58,6 +61,8 @@ class ModelTraits:
     ``differentiable``: the log density is differentiable in the latents.
     ``network``: the model is a network trained by its own objective (autoencoders, GANs),
     not a Pyro density; point-estimate methods (``autoencoder``, ``gan``) train it.
+    ``energy_based``: the model is an energy function with Gibbs conditionals (a Boltzmann
+    machine), trained by the ``energy`` family of methods rather than as a Pyro program.
 
     Example: ``ModelTraits(minibatch=True).provides()`` contains ``"minibatch"``.
     """
@@ -69,6 +74,7 @@ class ModelTraits:
     full_batch: bool = True
     differentiable: bool = True
     network: bool = False
+    energy_based: bool = False
 
     def provides(self) -> frozenset[str]:
         """The capabilities (keys of :data:`CAPABILITIES`) a model with these traits offers."""
@@ -80,6 +86,7 @@ class ModelTraits:
             "minibatch": self.minibatch,
             "local_latents": self.local_latents,
             "trainable_network": self.network,
+            "energy_function": self.energy_based,
         }
         return frozenset(name for name, ok in offered.items() if ok)
 
