@@ -118,8 +118,13 @@ class FlatDensity:
         return self.flatten(self.init_params)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Unconstrained log density (up to a constant) at ``x`` of shape ``(dim,)``."""
-        return -self.potential_fn(self.unflatten(x))
+        """Unconstrained log density (up to a constant) at ``x`` of shape ``(dim,)``.
+
+        The model's own sites are hidden from any enclosing Pyro handler, so the density can
+        be a ``pyro.factor`` of another model.
+        """
+        with poutine.block():
+            return -self.potential_fn(self.unflatten(x))
 
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log p(x), grad log p(x))``, both detached; counts one gradient evaluation."""

@@ -11,7 +11,7 @@ Usage::
 
     from inference import methods
     result = methods.get("pathfinder").run(methods.Target(model, {"y": y}),
-                                           {"num_paths": 4, "num_draws": 1000}, seed=0)
+                                           {"num_paths": 4, "num_posterior_draws": 1000}, seed=0)
     result.posterior["beta"].shape, result.settings["psis_khat"], result.settings["grad_evals"]
 """
 
@@ -35,11 +35,12 @@ class PathfinderSettings(MethodSettings):
     """Settings of Pathfinder (defaults are Stan's, except 25 ELBO draws as Stan's too)."""
 
     num_paths: int = integer(4, minimum=1, help="independent L-BFGS paths (1: single-path)")
-    num_draws: int = integer(1000, minimum=1, help="draws returned")
+    num_posterior_draws: int = integer(1000, minimum=1, help="draws returned")
     draws_per_path: int = integer(1000, minimum=1, help="draws from each path's normal")
     psis_resample: bool = flag(True, help="importance-resample the pooled draws with PSIS")
     history_size: int = integer(6, minimum=1, help="L-BFGS curvature pairs kept")
-    max_iters: int = integer(1000, minimum=1, help="L-BFGS iterations per path")
+    num_steps: int = integer(1000, minimum=1, help="most L-BFGS iterations per path (a "
+                                                    "budget caps it like SVI's num_steps)")
     num_elbo_draws: int = integer(25, minimum=2, help="draws per ELBO estimate along the path")
     init_radius: float = real(2.0, minimum=0.0, exclusive=True,
                               help="paths start uniform in (-r, r) (unconstrained)")
@@ -61,10 +62,11 @@ def run_pathfinder(target: Target, settings: MethodSettings, seed: int) -> Any:
     values = settings.as_dict()
     t0 = time.perf_counter()
     density = FlatDensity.build(target.model, target.model_kwargs, seed=seed)
-    fit = multi_path(density, num_paths=values["num_paths"], num_draws=values["num_draws"],
+    fit = multi_path(density, num_paths=values["num_paths"],
+                     num_draws=values["num_posterior_draws"],
                      draws_per_path=values["draws_per_path"],
                      psis_resample=values["psis_resample"],
-                     history_size=values["history_size"], max_iters=values["max_iters"],
+                     history_size=values["history_size"], max_iters=values["num_steps"],
                      num_elbo_draws=values["num_elbo_draws"],
                      init_radius=values["init_radius"], seed=seed)
     fit_time = time.perf_counter() - t0
