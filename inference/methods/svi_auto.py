@@ -41,7 +41,7 @@ class SVIAutoSettings(MethodSettings):
     guide: str = choice("auto_normal", _guides, help="autoguide family")
     guide_options: Any = anything(None, help="autoguide options (rank, hidden_dim, num_flows)")
     num_particles: int = integer(1, minimum=1, help="ELBO particles per step")
-    lrs: Any = anything(None, help="Adam step sizes tried (default 0.3, 0.1, 0.03, 0.01)")
+    lrs: Any = anything(None, help="Adam step sizes tried (default 0.1, 0.03, 0.01, 0.003)")
     adapt_steps: int = integer(100, minimum=2, help="steps of each step-size trial")
     num_steps: int = integer(5000, minimum=1, help="most steps of the main run (a budget "
                                                     "caps it like SVI's num_steps)")

@@ -38,7 +38,6 @@ import pyro
 import pyro.distributions as dist
 import pyro.infer.autoguide as ag
 import torch
-from pyro.distributions import constraints
 from pyro.distributions.transforms import LowerCholeskyAffine
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide.initialization import init_to_value
@@ -59,7 +58,7 @@ AUTO_GUIDES: dict[str, str] = {"auto_normal": "diag", "auto_diagonal_normal": "d
                                "auto_lowrank_mvn": "diag", "auto_mvn": "full",
                                "auto_iaf": "full"}
 #: step sizes tried, in the whitened coordinates where the posterior has unit scale
-DEFAULT_LRS: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)
+DEFAULT_LRS: tuple[float, ...] = (0.1, 0.03, 0.01, 0.003)
 
 
 def _laplace(density: FlatDensity, max_iters: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -88,17 +87,23 @@ def _whitened_model(density: FlatDensity, shift: torch.Tensor, w: torch.Tensor
     """A model over ``z`` with density ``p(shift + W z) |W|`` (the same ELBO as the original)."""
     log_det = float(torch.log(w.diagonal().abs()).sum())
     d = density.dim
+    # a standard normal site whose density the factor takes back out: the model's density
+    # is p(shift + W z) |W| exactly, and guides that initialise from the prior (AutoIAFNormal)
+    # can draw from it (an ImproperUniform cannot be sampled)
+    base = dist.Normal(torch.zeros(d, dtype=shift.dtype),
+                       torch.ones(d, dtype=shift.dtype)).to_event(1)
 
     def whitened() -> None:
-        z = pyro.sample("z", dist.ImproperUniform(constraints.real, (), (d,)))
-        pyro.factor("log_density", density.log_prob(shift + z @ w.T) + log_det)
+        z = pyro.sample("z", base)
+        pyro.factor("log_density",
+                    density.log_prob(shift + z @ w.T) + log_det - base.log_prob(z))
 
     return whitened
 
 
 def _build_engine(model: Callable, guide_name: str, d: int, dtype: torch.dtype, lr: float,
-                  num_particles: int, guide_options: Mapping[str, Any], seed: int
-                  ) -> SVIEngine:
+                  num_particles: int, guide_options: Mapping[str, Any], seed: int,
+                  laplace_cov: torch.Tensor | None = None) -> SVIEngine:
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     options = dict(guide_options)
@@ -109,8 +114,43 @@ def _build_engine(model: Callable, guide_name: str, d: int, dtype: torch.dtype, 
     engine = SVIEngine(model, guide, Trace_ELBO(num_particles=num_particles,
                                                 max_plate_nesting=0),
                        make_optimizer("adam", lr=lr), {})
-    engine.init()
+    # guides build their networks lazily, at the first call, in torch's default dtype; the
+    # density is float64 for the posteriordb ports, so the flow's weights must be too
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        engine.init()
+    finally:
+        torch.set_default_dtype(previous)
+    if isinstance(guide, ag.AutoLowRankMultivariateNormal) and laplace_cov is not None:
+        _init_low_rank(guide, laplace_cov)
     return engine
+
+
+def _init_low_rank(guide: ag.AutoLowRankMultivariateNormal, cov: torch.Tensor) -> None:
+    """Start a low-rank guide at the best rank-r-plus-isotropic fit to the Laplace covariance.
+
+    Pyro's covariance is ``diag(s) (F F' + I) diag(s)``; with ``s = sqrt(delta)`` (``delta``
+    the mean of the eigenvalues left out) and ``F = V_r sqrt(L_r / delta - 1)`` it equals
+    ``V_r L_r V_r' + delta (I - V_r V_r')``: the top ``r`` eigenpairs exactly.
+    """
+    evals, evecs = torch.linalg.eigh(cov)
+    r = int(guide.rank)
+    top, vecs = evals[-r:], evecs[:, -r:]
+    rest = evals[:-r]
+    delta = float(rest.mean()) if rest.numel() else float(evals.min())
+    delta = max(delta, 1e-12)
+    factor = vecs * (top / delta - 1.0).clamp(min=0.0).sqrt()
+    scale = torch.full_like(evals, delta ** 0.5)
+    store = pyro.get_param_store()
+    with torch.no_grad():
+        for name, unconstrained in store.named_parameters():
+            if name.endswith("cov_factor"):
+                unconstrained.copy_(factor.to(unconstrained.dtype))
+            elif name.endswith(".scale"):
+                constraint = store._constraints[name]  # Pyro keeps no public accessor
+                unconstrained.copy_(torch.distributions.transform_to(constraint).inv(
+                    scale.to(unconstrained.dtype)))
 
 
 def _flat_params() -> np.ndarray:
@@ -179,6 +219,7 @@ def fit_svi_auto(
     x_map, precision, init_info = _laplace(density, map_max_iters)
     w = _whitening(precision, AUTO_GUIDES[guide])
     whitened = _whitened_model(density, x_map, w)
+    cov_w = torch.linalg.inv(w.T @ precision @ w)  # the Laplace covariance of z
     d, dtype = density.dim, density.dtype
     grad_evals = density.grad_evals  # L-BFGS and Hessian
 
@@ -188,7 +229,7 @@ def fit_svi_auto(
     trials: dict[float, float] = {}
     for lr in lrs:
         engine = _build_engine(whitened, guide, d, dtype, float(lr), num_particles, options,
-                               seed)
+                               seed, cov_w)
         try:
             losses = _safe_steps(engine, adapt_steps)
             trials[float(lr)] = -float(np.mean(losses[adapt_steps // 2:]))
@@ -200,23 +241,42 @@ def fit_svi_auto(
         raise DivergenceError(f"every step size diverged in its trial: {sorted(trials)}")
     best_lr = max(finite, key=lambda k: finite[k])
 
-    # ---- main run until the iterates are stationary, then average them
-    engine = _build_engine(whitened, guide, d, dtype, best_lr, num_particles, options, seed)
-    detector = StationarityDetector(window=window, threshold=rhat_threshold,
-                                    check_every=max(1, window // 4))
-    while engine.step_count < max_steps:
-        loss = engine.step()
-        if detector.update(_flat_params(), loss):
+    # ---- main run until the iterates are stationary, then average them; then once more at a
+    # tenth of the step size from that average (the step-size decrease of Welandawe et al.
+    # 2022), which shrinks the optimiser's noise in the averaged scale parameters
+    engine = _build_engine(whitened, guide, d, dtype, best_lr, num_particles, options, seed,
+                           cov_w)
+    stages: list[dict[str, Any]] = []
+    detector = None
+    for stage_lr in (best_lr, best_lr / 10.0):
+        if engine.step_count >= max_steps:
             break
-    _set_flat_params(detector.average())
+        for optim in engine.optim.optim_objs.values():
+            for group in optim.param_groups:
+                group["lr"] = stage_lr
+        detector = StationarityDetector(window=window, threshold=rhat_threshold,
+                                        check_every=max(1, window // 4))
+        start = engine.step_count
+        while engine.step_count < max_steps:
+            loss = engine.step()
+            if detector.update(_flat_params(), loss):
+                break
+        _set_flat_params(detector.average())
+        stages.append({"lr": stage_lr, "steps": engine.step_count - start,
+                       "converged": detector.converged, "converged_by": detector.reason,
+                       "rhat": detector.rhat, "loss_z": detector.loss_z})
+        if not detector.converged:
+            break
+    assert detector is not None
     steps = engine.step_count
     grad_evals += steps * num_particles
-    converged = detector.converged
+    converged = all(stage["converged"] for stage in stages)
     fit_time = time.perf_counter() - t0
     if not converged:
+        rhat = "not computed" if detector.rhat is None else f"{detector.rhat:.3g}"
         warnings.warn(f"SVI ({guide}) did not converge in {max_steps} steps: largest "
-                      f"R-hat of the parameter iterates {detector.rhat:.3g} >= "
-                      f"{rhat_threshold:g}; the average of the last {window} iterates is kept",
+                      f"R-hat of the parameter iterates {rhat} (threshold "
+                      f"{rhat_threshold:g}); the average of the last {window} iterates is kept",
                       RuntimeWarning, stacklevel=2)
 
     # ---- draws: the guide's z pushed through x = MAP + W z, then constrained
@@ -236,7 +296,7 @@ def fit_svi_auto(
         "adapt_steps_total": int(adapt_steps * len(lrs)), "lr": best_lr,
         "lr_trial_elbos": {str(k): v for k, v in trials.items()},
         "grad_evals": int(grad_evals), "final_rhat": detector.rhat,
-        "converged_by": detector.reason, "final_loss_z": detector.loss_z,
+        "converged_by": detector.reason, "final_loss_z": detector.loss_z, "stages": stages,
         "rhat_history": detector.history, "whitening": AUTO_GUIDES[guide], **init_info,
     }
     return InferenceResult(
