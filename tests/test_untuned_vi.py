@@ -83,7 +83,7 @@ def test_map_initialised_full_rank_guide_recovers_the_exact_conjugate_posterior(
     m, kwargs, mean, cov = regression
     sd = np.sqrt(np.diag(cov))
     result = methods.get("svi_auto").run(
-        methods.Target(m.model, kwargs), {"guide": "auto_mvn", "num_posterior_draws": 4000,
+        methods.Target(m.model, kwargs), {"guide": "auto_mvn", "num_posterior_draws": 2000,
                                           "log_likelihood": False, **FAST}, seed=0)
     st = result.settings
     assert st["converged"] and st["grad_evals"] > st["steps"] > 0
@@ -96,26 +96,35 @@ def test_map_initialised_full_rank_guide_recovers_the_exact_conjugate_posterior(
     assert names == ("beta", "sigma2")  # flat vector = (beta, log sigma2)
     # Why (nearly) exact: beta | sigma2 is Gaussian and sigma2 is concentrated (CV 10%, see
     # tests/test_svi.py), so the best full-rank Gaussian matches beta's Student-t(204) marginal
-    # up to ~1%; what remains is the optimiser's noise after averaging 400 iterates
-    # (a window of 200 iterates at a tenth of the chosen step size)
+    # up to ~1% (the Laplace start is already within 2.5% in variance). What remains is the
+    # optimiser's noise: Adam's iterates at a fixed step size wander by about the step size
+    # in the whitened coordinates, and a 200-iterate average of them left the sds 0.3-4 % and
+    # the correlations 0.03 from exact in the runs seen (seed 0: 2.6, 0.3, 3.7 %); 6 % and 0.1
+    # leave room for that noise while catching a wrong scale or a missing Jacobian (>= 10 %).
+    # Means: the optimiser's noise is about 0.02 posterior sd; 0.1 sd is 5 of those.
     assert np.all(np.abs(q_mean[:3] - mean) < 0.1 * sd), (q_mean, mean, sd)
-    assert np.linalg.norm(q_cov[:3, :3] - cov) / np.linalg.norm(cov) < 0.08, (q_cov, cov)
-    # draws: a 4000-draw mean has sd 0.016 posterior sd, so 0.1 sd is 6 of them
+    q_sd = np.sqrt(np.diag(q_cov[:3, :3]))
+    assert np.all(np.abs(q_sd / sd - 1.0) < 0.06), (q_sd, sd)
+    corr = cov / np.outer(sd, sd)
+    q_corr = q_cov[:3, :3] / np.outer(q_sd, q_sd)
+    assert np.all(np.abs(q_corr - corr) < 0.1), (q_corr, corr)
+    # draws: a 2000-draw mean has sd 0.022 posterior sd, so 0.15 sd is 6.7 of them
     draws = result.posterior["beta"][0]
-    assert draws.shape == (4000, 3)
-    assert np.all(np.abs(draws.mean(0) - mean) < 0.1 * sd)
+    assert draws.shape == (2000, 3)
+    assert np.all(np.abs(draws.mean(0) - mean) < 0.15 * sd)
 
 
 def test_mean_field_keeps_the_exact_means_and_the_conditional_sds(regression):
     m, kwargs, mean, cov = regression
     sd = np.sqrt(np.diag(cov))
     result = methods.get("svi_auto").run(
-        methods.Target(m.model, kwargs), {"guide": "auto_normal", "num_posterior_draws": 4000,
+        methods.Target(m.model, kwargs), {"guide": "auto_normal", "num_posterior_draws": 2000,
                                           "log_likelihood": False, **FAST}, seed=0)
     draws = result.posterior["beta"][0]
     # a mean-field Gaussian on a Gaussian target has the exact means and sds 1/sqrt(P_ii) <=
-    # the marginal sds; 4000 draws give means to 0.016 sd and sds to about 1.1 %
-    assert np.all(np.abs(draws.mean(0) - mean) < 0.1 * sd)
+    # the marginal sds; 2000 draws give means to 0.022 sd and sds to about 1.6 % (the
+    # optimiser's noise adds a few %, as in the full-rank test)
+    assert np.all(np.abs(draws.mean(0) - mean) < 0.15 * sd)
     expected = 1.0 / np.sqrt(np.diag(np.linalg.inv(cov)))
     assert np.all(np.abs(draws.std(0) / expected - 1.0) < 0.08), (draws.std(0), expected)
 
