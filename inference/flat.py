@@ -230,6 +230,47 @@ class FlatDensity:
         return flat_guide
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Any:
+    """Torch's default dtype set to ``dtype`` inside the block (restored after)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class InDefaultDtype(dist.TorchDistribution):
+    """``base`` with every sample and log density computed under torch's default ``dtype``.
+
+    Pyro's AffineAutoregressive inverts itself with tensors made in the default dtype
+    (float32), which fails for a float64 flow; this wrapper lets a float64 IAF be scored
+    wherever Pyro scores it (PSIS, traces). Usage: ``InDefaultDtype(q, torch.float64)``.
+    """
+
+    arg_constraints: dict = {}
+
+    def __init__(self, base: Any, dtype: torch.dtype) -> None:
+        self.base, self.dtype = base, dtype
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self) -> Any:
+        return self.base.support
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        with default_dtype(self.dtype):
+            return self.base.sample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        with default_dtype(self.dtype):
+            return self.base.log_prob(value)
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> "InDefaultDtype":
+        return InDefaultDtype(self.base.expand(batch_shape), self.dtype)
+
+
 def posterior_from_flat(density: FlatDensity, xs: torch.Tensor, *, log_likelihood: bool = True
                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None,
                                    dict[str, np.ndarray] | None]:

@@ -43,7 +43,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide.initialization import init_to_value
 
 from inference.errors import DivergenceError
-from inference.flat import FlatDensity, posterior_from_flat
+from inference.flat import FlatDensity, InDefaultDtype, posterior_from_flat
 from inference.guides import make_guide
 from inference.lbfgs import lbfgs_path
 from inference.result import InferenceResult
@@ -282,7 +282,8 @@ def fit_svi_auto(
     # ---- draws: the guide's z pushed through x = MAP + W z, then constrained
     t1 = time.perf_counter()
     with torch.no_grad():
-        q_x = dist.TransformedDistribution(_q_z(engine.guide), [LowerCholeskyAffine(x_map, w)])
+        q_x = InDefaultDtype(dist.TransformedDistribution(
+            _q_z(engine.guide), [LowerCholeskyAffine(x_map, w)]), dtype)
         xs = q_x.sample((num_posterior_draws,)) if num_posterior_draws else None
     posterior, loglik, observed = ({}, None, None) if xs is None else posterior_from_flat(
         density, xs, log_likelihood=log_likelihood)
