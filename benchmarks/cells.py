@@ -247,6 +247,12 @@ def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
         metrics["train_elbo"] = float(result.settings["train_elbo"])
     if result.timings.get("per_step"):
         metrics["step_ms"] = 1000.0 * float(result.timings["per_step"])
+    # cost and convergence as the methods record them (gradient evaluations include L-BFGS,
+    # step-size trials and MCMC warm-up; converged is 1 or 0 so that it averages over seeds)
+    if result.settings.get("grad_evals") is not None:
+        metrics["grad_evals"] = int(result.settings["grad_evals"])
+    if result.settings.get("converged") is not None:
+        metrics["converged"] = int(bool(result.settings["converged"]))
     if mcmc:
         from inference.diagnostics import summarize
 

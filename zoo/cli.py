@@ -217,6 +217,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(summary if len(summary) else "(no global latent draws to summarise)")
     for key, value in metrics.items():
         print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+    # methods that test their own convergence and count their cost say so (svi_auto, NUTS)
+    for key in ("converged", "steps", "grad_evals"):
+        if result.settings.get(key) is not None:
+            print(f"{key}: {result.settings[key]}")
     print(f"wrote {out}/: posterior.nc, summary.csv, metrics.json and {len(plots)} plots")
     return 0
 

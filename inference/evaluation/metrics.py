@@ -158,6 +158,11 @@ METRICS: dict[str, Metric] = {
     "ref_max_log_sd_ratio": Metric("largest |log(sd / reference sd)|", "", False),
     "num_train": Metric("training points (the ELBO is their sum)", "", None, "bookkeeping"),
     # cost
+    "grad_evals": Metric("gradient evaluations of the log density, everything included "
+                         "(L-BFGS, Hessian, step-size trials, MCMC warm-up)", "", False,
+                         kind="time"),
+    "converged": Metric("1 when the method's own convergence test passed, else 0", "", True,
+                        kind="diagnostic"),
     "step_ms": Metric("milliseconds per optimisation step", "ms", False, kind="time"),
     "fit_time_s": Metric("seconds spent fitting", "s", False, kind="time"),
     "wall_time_s": Metric("seconds for the whole cell", "s", False, kind="time"),

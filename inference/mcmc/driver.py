@@ -211,6 +211,11 @@ def run_mcmc(
         "chain_method": chain_method,
         "chain_seeds": seeds,
         "adapted_step_size": [c.final_step_size for c in chains],
+        # leapfrog steps of warm-up and sampling, all chains: the gradient evaluations to
+        # compare with optimisation-based methods (None for kernels without gradients)
+        "grad_evals": (int(sum(c.extra.get("warmup_n_steps", 0.0) for c in chains)
+                           + float(np.sum(sample_stats["n_steps"])))
+                       if "n_steps" in sample_stats else None),
     }
     result = InferenceResult(
         method=f"mcmc_{kernel}",

@@ -74,8 +74,10 @@ def sample_chain(model: Callable[..., Any], model_kwargs: Mapping[str, Any],
                    desc=f"chain {chain} warmup", position=chain, leave=True)
     start, cpu_start = time.perf_counter(), time.process_time()
     state = kernel.init(model, model_kwargs, settings.num_warmup)
+    warmup_steps = 0.0  # leapfrog steps (gradient evaluations) of warm-up, where reported
     for _ in range(settings.num_warmup):
-        state, _ = kernel.step(state)
+        state, warm_info = kernel.step(state)
+        warmup_steps += float(warm_info.get("n_steps", 0.0))
         if bar is not None:
             bar.update()
     warm_end, cpu_warm_end = time.perf_counter(), time.process_time()
@@ -111,4 +113,5 @@ def sample_chain(model: Callable[..., Any], model_kwargs: Mapping[str, Any],
         warmup_cpu_s=cpu_warm_end - cpu_start,
         sampling_cpu_s=cpu_end - cpu_warm_end,
         final_step_size=float(step_size),
+        extra={"warmup_n_steps": warmup_steps},
     )
