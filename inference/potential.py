@@ -36,7 +36,7 @@ from inference.guides import robust_init_to_median
 from inference.sites import data_plate_size, model_trace, site_kinds
 from inference.svi.inputs import check_minibatch
 
-__all__ = ["Potential", "SiteBlock", "DivergedError"]
+__all__ = ["Potential", "SiteBlock", "DivergedError", "result_from_draws"]
 
 
 class DivergedError(RuntimeError):
@@ -169,3 +169,26 @@ class Potential:
             raise DivergedError(f"the potential or its gradient is not finite (U = {u}); the "
                                 "step size or learning rate is probably too large")
         return u, grad
+
+
+def result_from_draws(potential: Potential, z: torch.Tensor, *, method: str, family: str,
+                      settings: Mapping[str, Any], seed: int, timings: Mapping[str, float],
+                      log_likelihood: bool = False, sample_stats: Mapping[str, Any] | None = None,
+                      loss_history: Any = None) -> Any:
+    """An :class:`~inference.result.InferenceResult` of flat unconstrained draws ``z``
+    shaped ``(chain, draw, dim)``, with the fixed sites (if any) repeated for every draw."""
+    from inference.result import InferenceResult
+
+    posterior = potential.constrain(z)
+    for name, value in potential.fixed.items():
+        arr = value.detach().cpu().numpy()
+        posterior[name] = np.broadcast_to(arr, (*z.shape[:2], *arr.shape)).copy()
+    ll = None
+    if log_likelihood:
+        from inference.log_likelihood import pointwise_log_likelihood
+
+        ll = pointwise_log_likelihood(potential.model, posterior, potential.model_kwargs)
+    return InferenceResult(method=method, family=family, posterior=posterior,
+                           sample_stats=dict(sample_stats or {}), timings=dict(timings),
+                           settings=dict(settings), seed=seed, log_likelihood=ll,
+                           loss_history=loss_history)

@@ -50,6 +50,10 @@ class SGMCMCSettings(MethodSettings):
     temperature: float = real(1.0, minimum=0.0, exclusive=True,
                               help="posterior temperature (below 1: a cold posterior)")
     init: str = choice("prior", ("prior", "median"), help="chain starts: prior draws or median")
+    pretrain_steps: int = integer(0, minimum=0, help="Adam steps from each start before "
+                                                     "sampling (not counted in num_steps)")
+    pretrain_lr: float = real(1e-2, minimum=0.0, exclusive=True, help="Adam rate of the "
+                                                                      "pre-training")
     log_likelihood: bool = flag(False, help="pointwise log-likelihood of the draws")
     progress_bar: bool = flag(False, help="show a progress bar per chain")
 

@@ -27,6 +27,7 @@ import pyro
 import torch
 from tqdm.auto import trange
 
+from inference.optimize import minimize
 from inference.potential import DivergedError, Potential
 from inference.result import InferenceResult
 from inference.sgmcmc.kernels import KERNELS
@@ -54,14 +55,17 @@ def run_sgmcmc(model: Callable[..., Any], model_kwargs: Mapping[str, Any], *,
                step_size: float = 1e-3, schedule: str = "constant", decay_steps: float = 100.0,
                decay_power: float = 0.55, num_cycles: int = 1, exploration: float = 0.5,
                friction: float = 0.1, rms_decay: float = 0.99, rms_eps: float = 1e-5,
-               temperature: float = 1.0, init: str = "prior", log_likelihood: bool = False,
+               temperature: float = 1.0, init: str = "prior", pretrain_steps: int = 0,
+               pretrain_lr: float = 1e-2, log_likelihood: bool = False,
                progress_bar: bool = False, seed: int = 0, method: str | None = None) -> InferenceResult:
     """Stochastic-gradient MCMC draws of ``model``'s latent sites as an ``InferenceResult``.
 
     ``step_size`` is per data point: the kernel's step on the potential is
     ``step_size / N`` with ``N`` the data plate's size (1 without a data plate), so one
     setting suits data sets of any size. Chain ``c`` starts from a prior draw (``init="prior"``)
-    or the prior median, with seed ``seed + c``. Kernel options: ``friction`` (SGHMC),
+    or the prior median, with seed ``seed + c``, then ``pretrain_steps`` Adam steps at
+    ``pretrain_lr`` on the per-datum potential (a prior draw of a net's weights sits where the
+    gradient is so steep that the first sampler steps would diverge). Kernel options: ``friction`` (SGHMC),
     ``rms_decay`` and ``rms_eps`` (pSGLD). ``sample_stats`` holds each kept draw's step size
     and stochastic potential.
     """
@@ -83,7 +87,11 @@ def run_sgmcmc(model: Callable[..., Any], model_kwargs: Mapping[str, Any], *,
     t0 = time.perf_counter()
     for c in range(num_chains):
         gen = torch.Generator().manual_seed(seed * 7919 + c)
-        state = transition.init(potential.initial(seed + c, init))
+        z0 = potential.initial(seed + c, init)
+        if pretrain_steps:
+            z0, _ = minimize(potential, z0, lr=pretrain_lr, num_steps=pretrain_steps,
+                             desc=f"{kernel} chain {c} pre-training")
+        state = transition.init(z0)
         draws, hs, us = [], [], []
         for t in trange(num_steps, disable=not progress_bar, desc=f"{kernel} chain {c}"):
             h = sched(t) / num_data
@@ -116,6 +124,7 @@ def run_sgmcmc(model: Callable[..., Any], model_kwargs: Mapping[str, Any], *,
                     decay_steps=decay_steps, decay_power=decay_power, num_cycles=num_cycles,
                     exploration=exploration, friction=friction, rms_decay=rms_decay,
                     rms_eps=rms_eps, temperature=temperature, init=init,
+                    pretrain_steps=pretrain_steps, pretrain_lr=pretrain_lr,
                     draws_per_chain=len(keep))
     return InferenceResult(
         method=method or kernel, family="sgmcmc", posterior=posterior,
