@@ -30,9 +30,10 @@ __all__ = ["Budget", "SMOKE", "apply_budget"]
 class Budget(MethodSettings):
     """Caps applied to every cell of a suite (``None``: no cap).
 
-    ``max_steps``: optimisation steps of variational fits; ``minutes``: wall-clock minutes of
+    ``max_steps``: optimisation steps of variational fits, and the steps of SG-MCMC chains,
+    SWAG, ensemble members and Laplace modes; ``minutes``: wall-clock minutes of
     one variational fit (it stops early and says so); ``mcmc_draws``: MCMC warm-up and draws
-    per chain; ``chains``: MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
+    per chain; ``chains``: MCMC and SG-MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
     evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
     only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
     method (the first); ``max_tree_depth``: caps NUTS trees; ``plots``: false skips figures.
@@ -91,10 +92,15 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     entry = get(cell.method)
     defaults = entry.settings_from({"guide": cell.guide} if cell.guide else {}).as_dict()
     settings = dict(cell.settings)
-    if entry.family == "vi" and "num_steps" in entry.fields:
+    # every optimisation-driven family (vi, sgmcmc, ensemble, laplace) counts num_steps; the
+    # mcmc family's num_steps is HMC's leapfrog count, which no budget touches
+    if entry.family != "mcmc" and "num_steps" in entry.fields:
         settings = _vi_settings(settings, int(defaults["num_steps"]), budget)
         if budget.minutes is not None and "time_limit_s" not in entry.fields:
             settings.pop("time_limit_s")
+    if entry.family == "sgmcmc" and budget.chains is not None and int(
+            settings.get("num_chains", defaults["num_chains"])) > budget.chains:
+        settings["num_chains"] = budget.chains
     if entry.family == "mcmc":
         for key in ("num_warmup", "num_samples"):
             value = _capped(settings.get(key, defaults.get(key)), budget.mcmc_draws)
