@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from benchmarks.suite import Cell, Suite, SuiteError
-from inference.methods.settings import MethodSettings, flag, integer, real
+from inference.methods.settings import MethodSettings, flag, integer, real, text
 
 __all__ = ["Budget", "SMOKE", "apply_budget"]
 
@@ -36,7 +36,9 @@ class Budget(MethodSettings):
     per chain; ``chains``: MCMC and SG-MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
     evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
     only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
-    method (the first); ``max_tree_depth``: caps NUTS trees; ``plots``: false skips figures.
+    method (the first); ``max_tree_depth``: caps NUTS trees; ``plots``: false skips figures;
+    ``datasets`` / ``methods``: comma-separated data set names / method labels, only those run
+    (``--budget datasets=uci-yacht,uci-energy methods=sghmc,swag``).
     """
 
     max_steps: int | None = integer(None, minimum=1, optional=True)
@@ -51,6 +53,8 @@ class Budget(MethodSettings):
     max_tree_depth: int | None = integer(None, minimum=1, optional=True)
     one_per_method: bool = flag(False)
     plots: bool = flag(True)
+    datasets: str | None = text(None, optional=True)
+    methods: str | None = text(None, optional=True)
 
     def merged(self, overrides: Mapping[str, Any]) -> "Budget":
         """This budget with some fields replaced (checked)."""
@@ -71,6 +75,10 @@ def _vi_settings(settings: dict[str, Any], default_steps: int, budget: Budget) -
     if budget.max_steps is not None and steps > budget.max_steps:
         ratio = budget.max_steps / steps
         settings["num_steps"] = budget.max_steps
+        if settings.get("pretrain_steps"):  # SG-MCMC's warm start shrinks with the run
+            settings["pretrain_steps"] = max(1, round(settings["pretrain_steps"] * ratio))
+        if settings.get("num_cycles"):  # cyclical SG-MCMC: no more cycles than steps
+            settings["num_cycles"] = min(int(settings["num_cycles"]), budget.max_steps)
         anneal = settings.get("kl_anneal")
         if isinstance(anneal, Mapping) and "steps" in anneal:  # the schedule shrinks with the fit
             settings["kl_anneal"] = {**anneal, "steps": max(1, round(anneal["steps"] * ratio))}
@@ -129,6 +137,10 @@ def _first(values: list[Any], n: int | None) -> set[Any]:
     return set(ordered if n is None else ordered[:n])
 
 
+def _chosen(name: Any, names: str | None) -> bool:
+    return names is None or str(name) in {n.strip() for n in names.split(",")}
+
+
 def apply_budget(suite: Suite, budget: Budget | None) -> Suite:
     """The suite with ``budget`` applied to every cell (the suite itself when ``None``)."""
     if budget is None:
@@ -138,6 +150,8 @@ def apply_budget(suite: Suite, budget: Budget | None) -> Suite:
     cells, seen = [], set()
     for cell in suite.cells:
         if cell.seed not in seeds or cell.split not in splits:
+            continue
+        if not (_chosen(cell.data, budget.datasets) and _chosen(cell.label, budget.methods)):
             continue
         key = (cell.model, cell.label)
         if budget.one_per_method and key in seen:
