@@ -50,8 +50,8 @@ class SGMCMCSettings(MethodSettings):
     temperature: float = real(1.0, minimum=0.0, exclusive=True,
                               help="posterior temperature (below 1: a cold posterior)")
     init: str = choice("prior", ("prior", "median"), help="chain starts: prior draws or median")
-    pretrain_steps: int = integer(0, minimum=0, help="Adam steps from each start before "
-                                                     "sampling (not counted in num_steps)")
+    pretrain_steps: int = integer(500, minimum=0, help="Adam steps from each start before "
+                                                       "sampling (not counted in num_steps)")
     pretrain_lr: float = real(1e-2, minimum=0.0, exclusive=True, help="Adam rate of the "
                                                                       "pre-training")
     log_likelihood: bool = flag(False, help="pointwise log-likelihood of the draws")
@@ -75,6 +75,8 @@ class SGLDSettings(SGMCMCSettings):
 class SGHMCSettings(SGMCMCSettings):
     """Stochastic-gradient HMC: friction alpha (momentum 1 - alpha)."""
 
+    step_size: float = real(1e-2, minimum=0.0, exclusive=True,
+                            help="learning rate eta per data point (eta / N on the potential)")
     friction: float = real(0.05, minimum=0.0, maximum=1.0, exclusive=True,
                            help="friction alpha: the velocity keeps 1 - alpha per step")
     kernel = "sghmc"
