@@ -66,6 +66,7 @@ FIT_CASES = {
     "bnn-nuts": ["bnn", "--method", "nuts", "--chains", "1", "--warmup", "20", "--draws", "20",
                  "--config", "hidden=[4]"],
     "bnn-sghmc": ["bnn", "--method", "sghmc", "--set", "num_steps=40", "num_chains=2",
+                  "pretrain_steps=5",
                   "thin=5", "batch_size=32", "--config", "hidden=[4]"],
     "bnn-swag": ["bnn", "--method", "swag", "--set", "num_steps=40", "batch_size=32",
                  "num_posterior_draws=20", "--config", "hidden=[4]"],
