@@ -127,7 +127,9 @@ class Potential:
     def initial(self, seed: int, strategy: str = "prior") -> torch.Tensor:
         """A starting point: a prior draw (``"prior"``) or the prior median (``"median"``).
 
-        Fixed sites keep their values. Deterministic given ``seed``.
+        Fixed sites keep their values. Deterministic given ``seed``: it seeds Pyro's global
+        RNG (``pyro.set_rng_seed``), from which the data plate then draws every mini-batch, so
+        a run's mini-batch sequence follows from its seed too.
         """
         if strategy not in ("prior", "median"):
             raise ValueError(f"init strategy must be 'prior' or 'median', got {strategy!r}")
