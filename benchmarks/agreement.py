@@ -18,7 +18,9 @@ Usage::
 
     python -m benchmarks.agreement --data uci-yacht --config hidden=[10] --steps 2000 \\
         --ref-chains 4 --ref-warmup 300 --ref-draws 300 --out runs/agreement
-    # writes runs/agreement/agreement.csv and agreement.md (the table)
+    # writes runs/agreement/agreement.csv and agreement.md (the table); run again with the
+    # same --out to resume: the NUTS reference (runs/agreement/reference) and the methods
+    # already scored are reused
 
 From Python: ``agreement_table(reference, approximations)`` on per-draw means and variances.
 """
@@ -150,15 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data_options = {"split": args.split}
     t0 = time.perf_counter()
-    ref, model, dataset = fit("bnn", "nuts", data=args.data, data_options=data_options,
-                              config=config, seed=0, num_chains=args.ref_chains,
-                              num_warmup=args.ref_warmup, num_samples=args.ref_draws,
-                              max_tree_depth=args.ref_tree_depth, progress_bar=False,
-                              log_likelihood=False)
+    import zoo
     from inference.diagnostics import summarize
+    from inference.result import InferenceResult
+    from zoo.data import load
 
+    # the reference is saved and reused, so a run stopped after it resumes with the methods
+    saved = out / "reference"
+    if (saved / "result.json").exists():
+        ref = InferenceResult.load(saved)
+        model, dataset = zoo.get("bnn", **config), load(args.data, **data_options)
+    else:
+        ref, model, dataset = fit("bnn", "nuts", data=args.data, data_options=data_options,
+                                  config=config, seed=0, num_chains=args.ref_chains,
+                                  num_warmup=args.ref_warmup, num_samples=args.ref_draws,
+                                  max_tree_depth=args.ref_tree_depth, progress_bar=False,
+                                  log_likelihood=False)
+        ref = ref.with_updates(timings={**ref.timings, "wall": time.perf_counter() - t0})
+        ref.save(saved)
     table = summarize(ref)
-    ref_info = {"ref_time_s": time.perf_counter() - t0,
+    ref_info = {"ref_time_s": ref.timings.get("wall"),
                 "ref_max_rhat": float(table["r_hat"].max()),
                 "ref_min_ess_bulk": float(table["ess_bulk"].min())}
     reference = _predictive(model, dataset, ref)
@@ -166,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"method": "nuts (reference)", **ref_info,
              **{k: v for k, v in model.evaluate(dataset, ref).items() if k in ("test_ll",
                                                                                 "rmse")}}]
+    done = {}
+    if (out / "agreement.csv").exists():  # resume: keep the methods already scored
+        done = {r["method"]: r for r in pd.read_csv(out / "agreement.csv").to_dict("records")
+                if r["method"] in METHODS and not isinstance(r.get("error"), str)}
     for name in args.methods:
+        if name in done:
+            rows.append(done[name])
+            continue
         method, extra_config, settings = METHODS[name]
         settings = dict(settings)
         steps_key = "num_steps"
