@@ -33,7 +33,7 @@ class Budget(MethodSettings):
     ``max_steps``: optimisation steps of variational fits, and the steps of SG-MCMC chains,
     SWAG, ensemble members and Laplace modes; ``minutes``: wall-clock minutes of
     one variational fit (it stops early and says so); ``mcmc_draws``: MCMC warm-up and draws
-    per chain; ``chains``: MCMC and SG-MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
+    per chain; ``chains``: MCMC and SG-MCMC chains; ``members``: members of deep ensembles; ``max_points``, ``is_samples``, ``num_draws``:
     evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
     only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
     method (the first); ``max_tree_depth``: caps NUTS trees; ``plots``: false skips figures;
@@ -45,6 +45,7 @@ class Budget(MethodSettings):
     minutes: float | None = real(None, minimum=0.0, exclusive=True, optional=True)
     mcmc_draws: int | None = integer(None, minimum=1, optional=True)
     chains: int | None = integer(None, minimum=1, optional=True)
+    members: int | None = integer(None, minimum=1, optional=True)
     max_points: int | None = integer(None, minimum=1, optional=True)
     is_samples: int | None = integer(None, minimum=1, optional=True)
     num_draws: int | None = integer(None, minimum=1, optional=True)
@@ -109,6 +110,9 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     if entry.family == "sgmcmc" and budget.chains is not None and int(
             settings.get("num_chains", defaults["num_chains"])) > budget.chains:
         settings["num_chains"] = budget.chains
+    if budget.members is not None and "num_members" in entry.fields and int(
+            settings.get("num_members", defaults["num_members"])) > budget.members:
+        settings["num_members"] = budget.members
     if entry.family == "mcmc":
         for key in ("num_warmup", "num_samples"):
             value = _capped(settings.get(key, defaults.get(key)), budget.mcmc_draws)
