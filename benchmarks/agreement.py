@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-warmup", type=int, default=500)
     p.add_argument("--ref-draws", type=int, default=500)
     p.add_argument("--ref-tree-depth", type=int, default=8)
+    p.add_argument("--ref-jit", action="store_true", help="JIT-compile the NUTS potential")
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                                   config=config, seed=0, num_chains=args.ref_chains,
                                   num_warmup=args.ref_warmup, num_samples=args.ref_draws,
                                   max_tree_depth=args.ref_tree_depth, progress_bar=False,
-                                  log_likelihood=False)
+                                  log_likelihood=False, jit_compile=args.ref_jit)
         ref = ref.with_updates(timings={**ref.timings, "wall": time.perf_counter() - t0})
         ref.save(saved)
     table = summarize(ref)
