@@ -65,6 +65,8 @@ def test_cyclical_schedule_explores_then_samples_and_keeps_draws_only_when_sampl
     assert not sched.sampling(10) and sched.sampling(20) and not sched.sampling(30)
     kept = kept_steps(sched, burn_in=0.0, thin=2)
     assert kept and all(sched.sampling(t) for t in kept)
+    # cycles of one step never reach a sampling stage: the last step is still kept
+    assert kept_steps(StepSchedule("cyclical", 0.2, num_steps=3, num_cycles=3), 0.0, 1) == [2]
     poly = StepSchedule("polynomial", 1.0, num_steps=10, decay_steps=1.0, decay_power=1.0)
     assert [poly(t) for t in (0, 1, 3)] == pytest.approx([1.0, 0.5, 0.25])
 

@@ -39,12 +39,14 @@ __all__ = ["run_sgmcmc", "kept_steps"]
 def kept_steps(schedule: StepSchedule, burn_in: float, thin: int) -> list[int]:
     """The steps whose positions are kept: after burn-in, every ``thin``-th, sampling steps only.
 
-    At least one step is kept (the last sampling step) so tiny runs still return a draw.
+    At least one step is kept (the last sampling step, else the last step) so tiny runs
+    still return a draw.
     """
     first = int(burn_in * schedule.num_steps)
     sampling = [t for t in range(first, schedule.num_steps) if schedule.sampling(t)]
-    if not sampling:
-        sampling = [t for t in range(schedule.num_steps) if schedule.sampling(t)]
+    if not sampling:  # cycles too short to reach a sampling stage: the last step
+        sampling = ([t for t in range(schedule.num_steps) if schedule.sampling(t)]
+                    or [schedule.num_steps - 1])
     kept = sampling[thin - 1::thin] or sampling[-1:]
     return kept
 
