@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from benchmarks.suite import Cell, Suite, SuiteError
-from inference.methods.settings import MethodSettings, flag, integer, real
+from inference.methods.settings import MethodSettings, flag, integer, real, text
 
 __all__ = ["Budget", "SMOKE", "apply_budget"]
 
@@ -30,23 +30,27 @@ __all__ = ["Budget", "SMOKE", "apply_budget"]
 class Budget(MethodSettings):
     """Caps applied to every cell of a suite (``None``: no cap).
 
-    ``max_steps``: optimisation steps of variational and point fits (autoencoders, GANs);
-    ``minutes``: wall-clock minutes of one such fit (it stops early and says so); ``mcmc_draws``: MCMC warm-up and draws
-    per chain; ``chains``: MCMC chains; ``max_points``, ``is_samples``, ``num_draws``:
-    evaluation's held-out points, importance samples and posterior draws; ``seeds``/``splits``:
-    only the first n seeds / splits of the suite; ``one_per_method``: one cell per model and
-    method (the first); ``max_tree_depth``: caps NUTS trees; ``elbo_particles``: particles of
-    SVI's training-ELBO monitor; ``plots``: false skips figures; ``ais_temperatures``: caps the
+    ``max_steps``: optimisation steps of variational and point fits (autoencoders, GANs), and
+    the steps of SG-MCMC chains, SWAG, ensemble members and Laplace modes; ``minutes``:
+    wall-clock minutes of one such fit (it stops early and says so); ``mcmc_draws``: MCMC
+    warm-up and draws per chain; ``chains``: MCMC and SG-MCMC chains; ``members``: members of
+    deep ensembles; ``max_points``, ``is_samples``, ``num_draws``: evaluation's held-out
+    points, importance samples and posterior draws; ``seeds``/``splits``: only the first n
+    seeds / splits of the suite; ``one_per_method``: one cell per model and method (the
+    first); ``max_tree_depth``: caps NUTS trees; ``elbo_particles``: particles of SVI's
+    training-ELBO monitor; ``plots``: false skips figures; ``ais_temperatures``: caps the
     intermediate distributions of annealed importance sampling (a Boltzmann model's
-    ``ais_temperatures`` configuration). ``max_steps`` and ``minutes`` also cap the updates
-    (per stage) and training time of the ``energy`` methods (cd, pcd) and the ``point``
-    methods (autoencoder, gan).
+    ``ais_temperatures`` configuration); ``datasets`` / ``methods``: comma-separated data set
+    names / method labels, only those run (``--budget datasets=uci-yacht methods=sghmc,swag``).
+    ``max_steps`` and ``minutes`` also cap the updates (per stage) and training time of the
+    ``energy`` methods (cd, pcd).
     """
 
     max_steps: int | None = integer(None, minimum=1, optional=True)
     minutes: float | None = real(None, minimum=0.0, exclusive=True, optional=True)
     mcmc_draws: int | None = integer(None, minimum=1, optional=True)
     chains: int | None = integer(None, minimum=1, optional=True)
+    members: int | None = integer(None, minimum=1, optional=True)
     max_points: int | None = integer(None, minimum=1, optional=True)
     is_samples: int | None = integer(None, minimum=1, optional=True)
     num_draws: int | None = integer(None, minimum=1, optional=True)
@@ -57,6 +61,8 @@ class Budget(MethodSettings):
     one_per_method: bool = flag(False)
     plots: bool = flag(True)
     ais_temperatures: int | None = integer(None, minimum=3, optional=True)
+    datasets: str | None = text(None, optional=True)
+    methods: str | None = text(None, optional=True)
 
     def merged(self, overrides: Mapping[str, Any]) -> "Budget":
         """This budget with some fields replaced (checked)."""
@@ -78,6 +84,10 @@ def _vi_settings(settings: dict[str, Any], default_steps: int, budget: Budget) -
     if budget.max_steps is not None and steps > budget.max_steps:
         ratio = budget.max_steps / steps
         settings["num_steps"] = budget.max_steps
+        if settings.get("pretrain_steps"):  # SG-MCMC's warm start shrinks with the run
+            settings["pretrain_steps"] = max(1, round(settings["pretrain_steps"] * ratio))
+        if settings.get("num_cycles"):  # cyclical SG-MCMC: no more cycles than steps
+            settings["num_cycles"] = min(int(settings["num_cycles"]), budget.max_steps)
         anneal = settings.get("kl_anneal")
         if isinstance(anneal, Mapping) and "steps" in anneal:  # the schedule shrinks with the fit
             settings["kl_anneal"] = {**anneal, "steps": max(1, round(anneal["steps"] * ratio))}
@@ -102,10 +112,18 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     entry = get(cell.method)
     defaults = entry.settings_from({"guide": cell.guide} if cell.guide else {}).as_dict()
     settings = dict(cell.settings)
-    if entry.family in ("vi", "point", "energy") and "num_steps" in entry.fields:
+    # every optimisation-driven family (vi, sgmcmc, ensemble, laplace) counts num_steps; the
+    # mcmc family's num_steps is HMC's leapfrog count, which no budget touches
+    if entry.family != "mcmc" and "num_steps" in entry.fields:
         settings = _vi_settings(settings, int(defaults["num_steps"]), budget)
         if budget.minutes is not None and "time_limit_s" not in entry.fields:
             settings.pop("time_limit_s")
+    if entry.family == "sgmcmc" and budget.chains is not None and int(
+            settings.get("num_chains", defaults["num_chains"])) > budget.chains:
+        settings["num_chains"] = budget.chains
+    if budget.members is not None and "num_members" in entry.fields and int(
+            settings.get("num_members", defaults["num_members"])) > budget.members:
+        settings["num_members"] = budget.members
     if entry.family == "mcmc":
         for key in ("num_warmup", "num_samples"):
             value = _capped(settings.get(key, defaults.get(key)), budget.mcmc_draws)
@@ -136,6 +154,10 @@ def _first(values: list[Any], n: int | None) -> set[Any]:
     return set(ordered if n is None else ordered[:n])
 
 
+def _chosen(name: Any, names: str | None) -> bool:
+    return names is None or str(name) in {n.strip() for n in names.split(",")}
+
+
 def apply_budget(suite: Suite, budget: Budget | None) -> Suite:
     """The suite with ``budget`` applied to every cell (the suite itself when ``None``)."""
     if budget is None:
@@ -145,6 +167,8 @@ def apply_budget(suite: Suite, budget: Budget | None) -> Suite:
     cells, seen = [], set()
     for cell in suite.cells:
         if cell.seed not in seeds or cell.split not in splits:
+            continue
+        if not (_chosen(cell.data, budget.datasets) and _chosen(cell.label, budget.methods)):
             continue
         key = (cell.model, cell.label)
         if budget.one_per_method and key in seen:

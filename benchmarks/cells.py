@@ -182,7 +182,7 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
         with warnings_module.catch_warnings():  # ArviZ's small-sample notes; the row has ESS
             warnings_module.simplefilter("ignore", RuntimeWarning)
             row["num_train"] = _num_train(dataset)
-            row.update(inference_metrics(result, result.family == "mcmc"))
+            row.update(inference_metrics(result, result.family in ("mcmc", "sgmcmc")))
         if cell.psis_khat and result.family == "vi":
             stage = "psis_khat"
             row["psis_khat"] = _psis_khat(result, model, dataset)

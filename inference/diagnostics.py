@@ -137,8 +137,9 @@ def warnings_for(result: "InferenceResult") -> list[str]:
     """Readable warnings about an MCMC run: divergences, saturated tree depth, R-hat, low ESS.
 
     Returns an empty list for a healthy run (and for SVI results, whose draws are independent).
+    Stochastic-gradient chains (family ``sgmcmc``) get the R-hat and ESS warnings.
     """
-    if result.family != "mcmc":
+    if result.family not in ("mcmc", "sgmcmc"):
         return []
     messages = []
     stats = result.sample_stats

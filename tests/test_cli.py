@@ -65,6 +65,11 @@ FIT_CASES = {
                       "--config", "prior=log_uniform"],
     "bnn-nuts": ["bnn", "--method", "nuts", "--chains", "1", "--warmup", "20", "--draws", "20",
                  "--config", "hidden=[4]"],
+    "bnn-sghmc": ["bnn", "--method", "sghmc", "--set", "num_steps=40", "num_chains=2",
+                  "pretrain_steps=5",
+                  "thin=5", "batch_size=32", "--config", "hidden=[4]"],
+    "bnn-swag": ["bnn", "--method", "swag", "--set", "num_steps=40", "batch_size=32",
+                 "num_posterior_draws=20", "--config", "hidden=[4]"],
     "vae-planar": ["vae", "--method", "svi", "--guide", "planar", "--steps", "50", "--lr", "3e-3",
                    "--batch-size", "100", "--config", "latent_dim=2"],
 }

@@ -63,10 +63,10 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
     specs = list_methods()
     width = max([len("method")] + [len(m.name) for m in specs])
-    print(f"{'method':<{width}}  {'family':<6}  needs of the model")
+    print(f"{'method':<{width}}  {'family':<8}  needs of the model")
     for m in specs:
         needs = ", ".join(sorted(m.needs)) or "-"
-        print(f"{m.name:<{width}}  {m.family:<6}  {needs}")
+        print(f"{m.name:<{width}}  {m.family:<8}  {needs}")
         if args.verbose:
             print(f"{'':<{width}}  {m.description}")
             print(f"{'':<{width}}  settings: {', '.join(m.fields)}")
@@ -99,16 +99,19 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 #: ``zoo fit`` flags that set a method setting: flag dest -> (family, setting) pairs
 _FLAG_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
-    "chains": (("mcmc", "num_chains"),),
+    "chains": (("mcmc", "num_chains"), ("sgmcmc", "num_chains")),
     "warmup": (("mcmc", "num_warmup"),),
-    "draws": (("mcmc", "num_samples"), ("vi", "num_posterior_draws")),
+    "draws": (("mcmc", "num_samples"), ("vi", "num_posterior_draws"),
+              ("laplace", "num_posterior_draws")),
     "chain_method": (("mcmc", "chain_method"),),
     "jit": (("mcmc", "jit_compile"),),
-    "steps": (("vi", "num_steps"), ("point", "num_steps")),
-    "lr": (("vi", "lr"), ("point", "lr")),
+    "steps": (("vi", "num_steps"), ("point", "num_steps"), ("sgmcmc", "num_steps"),
+              ("ensemble", "num_steps"), ("laplace", "num_steps")),
+    "lr": (("vi", "lr"), ("point", "lr"), ("ensemble", "lr"), ("laplace", "lr")),
     "elbo": (("vi", "elbo"),),
     "num_particles": (("vi", "num_particles"),),
-    "batch_size": (("vi", "batch_size"), ("point", "batch_size")),
+    "batch_size": (("vi", "batch_size"), ("point", "batch_size"), ("sgmcmc", "batch_size"),
+                   ("ensemble", "batch_size"), ("laplace", "batch_size")),
 }
 
 
@@ -289,21 +292,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any method setting (`zoo methods -v` lists them), e.g. --set "
                    "dense_mass=true target_accept_prob=0.9")
     mcmc = p.add_argument_group("MCMC settings (default: the method's)")
-    mcmc.add_argument("--chains", type=int, default=None, help="chains (default 4)")
+    mcmc.add_argument("--chains", type=int, default=None, help="chains (default 4; also SG-MCMC)")
     mcmc.add_argument("--warmup", type=int, default=None, help="warm-up iterations per chain "
                       "(default 500)")
     mcmc.add_argument("--draws", type=int, default=None, help="draws per chain (default 500); "
-                      "svi: guide draws (default 1000, or none for amortised models)")
+                      "svi: guide draws (default 1000, or none for amortised models); "
+                      "laplace, swag: draws from the Gaussian")
     mcmc.add_argument("--chain-method", default=None, help="sequential, parallel (processes) or "
                       "vectorized (all chains as one batch)")
     mcmc.add_argument("--jit", action="store_true", help="JIT-compile the potential")
     vi = p.add_argument_group("SVI settings (default: the method's)")
-    vi.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1000)")
+    vi.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1000); "
+                    "SG-MCMC, ensembles, SWAG, Laplace: their steps")
     vi.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
     vi.add_argument("--elbo", default=None, help="objective: trace, meanfield, tracegraph, iwae, "
                     "renyi")
     vi.add_argument("--num-particles", type=int, default=None, help="ELBO particles")
-    vi.add_argument("--batch-size", type=int, default=None, help="mini-batch size")
+    vi.add_argument("--batch-size", type=int, default=None, help="mini-batch size (also "
+                    "SG-MCMC, ensembles, SWAG, Laplace)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 <= seed < 2**32")
     p.add_argument("--out", default=None, help="output folder (default: "
                    "runs/<model>/<method>-<timestamp>); it must be empty or absent")

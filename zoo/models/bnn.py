@@ -68,6 +68,10 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 _PRIORS = ("normal", "scale_mixture", "log_uniform")
 _TASKS = ("regression", "classification")
 _ARCHITECTURES = ("mlp", "lenet5")
+_NOISE = ("homoscedastic", "heteroscedastic")
+#: smallest noise sd of the mean-variance head (standardised scale), so the likelihood stays
+#: bounded when a member fits a point exactly
+_MIN_NOISE_SD = 1e-3
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,10 @@ class BayesianNet(ZooModel):
     in PBP, Hernández-Lobato & Adams 2015), ``num_classes``, ``architecture`` (``mlp`` or
     ``lenet5``), ``image_shape`` (for ``lenet5``), and guide options ``local_reparam``
     (``"lrt"``, ``"flipout"`` or ``None``), ``dropout_rate`` (MC dropout), ``vd_alpha``
-    (``"weight"``, ``"neuron"``, ``"layer"``: how alpha is shared in ``vd``).
+    (``"weight"``, ``"neuron"``, ``"layer"``: how alpha is shared in ``vd``), ``noise``
+    (regression: ``"homoscedastic"``, one noise precision site with a Gamma prior, or
+    ``"heteroscedastic"``, the Gaussian mean-variance head of deep ensembles: a second output
+    ``s`` gives the noise sd ``softplus(s) + 1e-3``).
 
     Usage::
 
@@ -133,6 +140,7 @@ class BayesianNet(ZooModel):
         local_reparam: str | None = "lrt",
         dropout_rate: float = 0.05,
         vd_alpha: str = "weight",
+        noise: str = "homoscedastic",
     ) -> None:
         if task not in _TASKS:
             raise ValueError(f"task {task!r}; allowed: {_TASKS}")
@@ -157,6 +165,10 @@ class BayesianNet(ZooModel):
             raise ValueError(f"local_reparam {local_reparam!r}; allowed: None, 'lrt', 'flipout'")
         if not 0 <= dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
+        if noise not in _NOISE:
+            raise ValueError(f"noise {noise!r}; allowed: {_NOISE}")
+        if noise == "heteroscedastic" and task != "regression":
+            raise ValueError("noise='heteroscedastic' needs task='regression'")
         if vd_alpha not in ("weight", "neuron", "layer"):
             raise ValueError(f"vd_alpha {vd_alpha!r}; allowed: 'weight', 'neuron', 'layer'")
         self.task = task
@@ -172,12 +184,15 @@ class BayesianNet(ZooModel):
         self.local_reparam = local_reparam
         self.dropout_rate = float(dropout_rate)
         self.vd_alpha = vd_alpha
+        self.noise = noise
         self.observed_names = ("y",)
 
     # ------------------------------------------------------------------ structure
     @property
     def out_features(self) -> int:
-        return 1 if self.task == "regression" else self.num_classes
+        if self.task == "regression":
+            return 2 if self.noise == "heteroscedastic" else 1
+        return self.num_classes
 
     def layers(self, in_features: int) -> list[LayerSpec]:
         """The weight layers for inputs with ``in_features`` columns."""
@@ -251,9 +266,17 @@ class BayesianNet(ZooModel):
         for spec in self.layers(in_features):
             params[spec.weight] = pyro.sample(spec.weight, self.weight_prior(spec.weight_shape))
             params[spec.bias] = pyro.sample(spec.bias, self.bias_prior(spec.bias_shape))
-        if self.task == "regression":
+        if self.task == "regression" and self.noise == "homoscedastic":
             params["precision"] = pyro.sample("precision", self.noise_precision_prior())
         return params
+
+    def mean_and_scale(self, params: Mapping[str, torch.Tensor], out: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Regression: the predictive mean ``(*B, N)`` and noise sd of network output ``out``
+        (a shared ``precision`` site, or the mean-variance head's second output)."""
+        if self.noise == "heteroscedastic":
+            return out[..., 0], F.softplus(out[..., 1]) + _MIN_NOISE_SD
+        return out.squeeze(-1), params["precision"].rsqrt()
 
     def model(self, x: torch.Tensor, y: torch.Tensor | None = None,
               subsample_size: int | None = None) -> torch.Tensor:
@@ -266,8 +289,8 @@ class BayesianNet(ZooModel):
             yb = None if y is None else (y if subsample_size is None else y.index_select(0, idx))
             out = self.forward(params, xb)
             if self.task == "regression":
-                scale = params["precision"].rsqrt()
-                return pyro.sample("y", dist.Normal(out.squeeze(-1), scale), obs=yb)
+                mean, scale = self.mean_and_scale(params, out)
+                return pyro.sample("y", dist.Normal(mean, scale), obs=yb)
             return pyro.sample("y", dist.Categorical(logits=out), obs=yb)
 
     def model_kwargs(self, dataset: Dataset, split: str = "train") -> dict[str, Any]:
@@ -286,6 +309,9 @@ class BayesianNet(ZooModel):
         60k images, would take gigabytes. :meth:`evaluate` then samples the guide in chunks."""
         if family == "vi" and (self.architecture == "lenet5" or max(self.hidden) > 200):
             return {"num_posterior_draws": 0, "log_likelihood": False}
+        if family == "laplace":  # the last layer, for last_layer_laplace
+            last = 3 if self.architecture == "lenet5" else len(self.hidden)
+            return {"last_layer_sites": [f"w{last}", f"b{last}"]}
         return {}
 
     def guides(self) -> dict[str, Callable[..., Any]]:
@@ -320,9 +346,10 @@ class BayesianNet(ZooModel):
             with torch.no_grad():
                 out = torch.cat([self.forward(params, xb) for xb in x.split(data_batch)], dim=-2)
                 if self.task == "regression":
-                    prec = params["precision"].reshape(-1, 1)
-                    mean = out.squeeze(-1).reshape(-1, x.shape[0])
-                    outs.append({"mean": mean, "noise_var": (1.0 / prec).expand_as(mean)})
+                    mean, scale = self.mean_and_scale(params, out)
+                    mean = mean.reshape(-1, x.shape[0])
+                    var = scale.pow(2).reshape(mean.shape[0], -1).expand_as(mean)
+                    outs.append({"mean": mean, "noise_var": var})
                 else:
                     probs = torch.softmax(out, -1).reshape(-1, x.shape[0], out.shape[-1])
                     outs.append({"probs": probs})

@@ -97,7 +97,7 @@ class _WeightGuide(ZooGuide):
         for spec in self.net.layers(x.shape[-1]):
             self.weight(spec)
             self.bias(spec)
-        if self.net.task == "regression":
+        if self.net.task == "regression" and self.net.noise == "homoscedastic":
             self.precision()
 
     # default bias / precision: mean-field Gaussian / log-normal
@@ -141,7 +141,7 @@ class _WeightGuide(ZooGuide):
         for spec in self.net.layers(in_features):
             out[spec.weight] = self.weight_median(spec)
             out[spec.bias] = self.bias_median(spec)
-        if self.net.task == "regression":
+        if self.net.task == "regression" and self.net.noise == "homoscedastic":
             out["precision"] = self.precision_median()
         return out
 
@@ -227,7 +227,7 @@ class DropoutGuide(_WeightGuide):
                 theta = store[self._p(spec.weight, "theta")]
                 out[spec.weight] = theta * (self.log_alpha(spec) <= threshold)
                 out[spec.bias] = store[self._p(spec.bias, "loc")].detach().clone()
-            if self.net.task == "regression":
+            if self.net.task == "regression" and self.net.noise == "homoscedastic":
                 out["precision"] = store[self._p("precision", "loc")].exp()
         return out
 
