@@ -187,12 +187,13 @@ def read_results(run_dir: str | Path) -> pd.DataFrame:
         return frame
     if table is not None and "cell_id" in table[0] and "cell_id" in frame:
         listed, committed = set(table[0]["cell_id"].astype(str)), set(frame["cell_id"])
-        if listed != committed:
-            warnings.warn(f"{table[1]} lists {len(listed)} cells but {len(committed)} are "
-                          f"committed in {run / CELLS_DIR} ({len(committed - listed)} missing "
-                          f"from the table, {len(listed - committed)} not committed); the "
-                          f"table is built from the committed cells", RuntimeWarning,
-                          stacklevel=2)
+        if listed == committed:
+            return table[0]  # the same cells, in the suite's order
+        warnings.warn(f"{table[1]} lists {len(listed)} cells but {len(committed)} are "
+                      f"committed in {run / CELLS_DIR} ({len(committed - listed)} missing "
+                      f"from the table, {len(listed - committed)} not committed); the "
+                      f"table is built from the committed cells", RuntimeWarning,
+                      stacklevel=2)
     return frame
 
 

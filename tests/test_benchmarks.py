@@ -82,7 +82,8 @@ source = "Other et al. 2098"
 """
 
 #: columns that depend on the clock, not on the seed
-TIMING_COLUMNS = ["wall_time_s", "cpu_time_s", "fit_time_s", "ess_per_s", "step_ms"]
+TIMING_COLUMNS = ["wall_time_s", "cpu_time_s", "fit_time_s", "ess_per_s", "step_ms",
+                  "ess_per_wall_s", "leapfrog_per_s"]
 
 
 def _write(tmp_path: Path, text: str, name: str = "suite.toml") -> Path:

@@ -152,6 +152,9 @@ METRICS: dict[str, Metric] = {
                         kind="diagnostic"),
     "max_rhat": Metric("largest R-hat over all parameters", "", False, kind="diagnostic"),
     "divergences": Metric("divergent post-warm-up transitions", "", False, kind="diagnostic"),
+    "diagnosed_params": Metric("scalar parameters the ESS and R-hat columns cover, when a "
+                               "large posterior (a net's weights) was subsampled evenly",
+                               kind="bookkeeping"),
     # reference posteriors
     "ref_max_abs_z": Metric("largest |posterior mean - reference mean| / reference sd", "sd",
                             False),
