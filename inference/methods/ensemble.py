@@ -39,8 +39,13 @@ class EnsembleSettings(MethodSettings):
     lr: float = real(1e-2, minimum=0.0, exclusive=True, help="Adam rate (per-datum loss)")
     batch_size: int | None = integer(None, minimum=1, optional=True,
                                      help="mini-batch size (None: the whole data set)")
-    init: str = choice("prior", ("prior", "median"),
-                       help="member starts: prior draws (distinct per member) or the median")
+    # the median start (Pyro's init_to_median: the median of a few prior draws, per member
+    # seed) is the default: from a full prior draw a BNN member can start with a tiny noise
+    # precision and settle in the mode that explains the data as noise (uci-yacht, 2 members,
+    # 1000 steps: test RMSE 5.0 from prior draws against 0.59 from the median)
+    init: str = choice("median", ("prior", "median"),
+                       help="member starts: the median of a few prior draws (default) or one "
+                            "prior draw each")
     log_likelihood: bool = flag(False, help="pointwise log-likelihood of the members")
     progress_bar: bool = flag(False, help="show a progress bar per member")
 
