@@ -32,9 +32,8 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,7 @@ from torch import nn
 from inference.methods.capabilities import ModelTraits
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
-from zoo.models.networks import mlp, out_dim
+from zoo.models.networks import mlp, out_dim, seeded
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -53,17 +52,6 @@ KINDS = ("undercomplete", "sparse_l1", "sparse_kl", "denoising", "contractive")
 RECONSTRUCTIONS = ("bce", "mse")
 #: penalty weights used when none is given (orders of magnitude that work on MNIST codes of 50)
 DEFAULT_PENALTY = {"sparse_l1": 0.1, "sparse_kl": 3.0, "contractive": 0.1}
-
-
-@contextlib.contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Run the block with torch's global generator seeded, restoring its state afterwards."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def kl_sparsity(rho_hat: torch.Tensor, rho: float) -> torch.Tensor:

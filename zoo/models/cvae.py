@@ -39,10 +39,9 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -55,7 +54,7 @@ from inference.methods.capabilities import ModelTraits
 from zoo.data.dataset import Dataset
 from zoo.data.quadrants import fill_hidden, hidden_index, mask_inputs
 from zoo.models.base import ZooModel
-from zoo.models.networks import ACTIVATIONS, GaussianHead, mlp, out_dim
+from zoo.models.networks import ACTIVATIONS, GaussianHead, mlp, out_dim, seeded
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -76,16 +75,6 @@ class ConditionalFitMixin:
     patience: int
     default_batch_size: int = 128
     init_seed: int | None
-
-    @contextlib.contextmanager
-    def _init_rng(self) -> Iterator[None]:
-        """Seed the weight initialisation without touching torch's global RNG state."""
-        if self.init_seed is None:
-            yield
-            return
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.init_seed)
-            yield
 
     def _follow(self, x: torch.Tensor) -> None:
         """Move the networks to ``x``'s device (a GPU fit) before Pyro registers them."""
@@ -229,7 +218,7 @@ class QuadrantCVAE(ConditionalFitMixin, ZooModel, nn.Module):
         self.register_buffer("index", index, persistent=False)
         pixels, n_out = side * side, len(index)
         self.x_dim = pixels
-        with self._init_rng():
+        with seeded(self.init_seed):
             self.baseline_net = mlp(pixels, hidden, activation)
             self.baseline_out = nn.Linear(out_dim(pixels, hidden), n_out)
             self.prior_net = mlp(pixels, hidden, activation)

@@ -28,9 +28,8 @@ from torch import nn
 
 from inference.methods.capabilities import ModelTraits
 from zoo.data.dataset import Dataset
-from zoo.models.autoencoder import seeded
 from zoo.models.base import ZooModel
-from zoo.models.networks import mlp, out_dim
+from zoo.models.networks import mlp, out_dim, seeded
 from zoo.registry import register
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ from inference.methods.capabilities import ModelTraits
 from zoo.data.dataset import Dataset
 from zoo.models.base import ZooModel
 from zoo.models.cvae import ConditionalFitMixin, RecognitionGuide, check_config
-from zoo.models.networks import GaussianHead, mlp, out_dim
+from zoo.models.networks import GaussianHead, mlp, out_dim, seeded
 from zoo.registry import register
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class LabelCVAE(ConditionalFitMixin, ZooModel, nn.Module):
         self.eval_particle_batch, self.eval_data_batch = eval_particle_batch, eval_data_batch
         self.eval_seed, self.init_seed = int(eval_seed), init_seed
         k = self.num_classes
-        with self._init_rng():
+        with seeded(self.init_seed):
             self.encoder_net = mlp(self.x_dim + k, hidden, activation)
             self.encoder_head = GaussianHead(out_dim(self.x_dim + k, hidden), self.latent_dim)
             self.decoder_net = mlp(self.latent_dim + k, hidden, activation)

@@ -10,7 +10,8 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -23,6 +24,21 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "leaky_relu": nn.LeakyReLU,
 }
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run the block (a network's weight initialisation) with torch's global generator seeded,
+    restoring its state afterwards; ``None`` leaves the generator as it is.
+
+    Usage: ``with seeded(0): net = mlp(784, (200, 200))``.
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def activation(name: str) -> nn.Module:

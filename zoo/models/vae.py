@@ -41,9 +41,8 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -54,7 +53,8 @@ from inference.guide_protocol import ZooGuide
 from zoo.data.dataset import Dataset
 from zoo.models.amortized_flows import FLOW_KINDS, AmortizedFlow
 from zoo.models.base import ZooModel
-from zoo.models.networks import ACTIVATIONS, GaussianHead, LazyInputDim, mlp, out_dim
+from zoo.models.networks import (ACTIVATIONS, GaussianHead, LazyInputDim, mlp, out_dim,
+                                 seeded)
 from inference.methods.capabilities import ModelTraits
 from zoo.registry import register
 
@@ -195,16 +195,6 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
         """Latent site names, bottom layer first."""
         return ("z",) if self.num_layers == 1 else ("z1", "z2")
 
-    @contextlib.contextmanager
-    def _init_rng(self) -> Iterator[None]:
-        """Seed the weight initialisation without touching torch's global RNG state."""
-        if self.init_seed is None:
-            yield
-            return
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.init_seed)
-            yield
-
     def build(self, x_dim: int) -> None:
         """Create the networks for data of width ``x_dim`` (done once; later calls check it)."""
         if self.x_dim is not None:
@@ -213,7 +203,7 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
             return
         self.x_dim = int(x_dim)
         act = self.activation_name
-        with self._init_rng():
+        with seeded(self.init_seed):
             # encoder: x -> h_1 -> (loc, scale) of z1;  z1 -> h_2 -> z2 ...
             enc_nets, enc_heads = [], []
             inputs = [self.x_dim] + list(self.latent_dims[:-1])
@@ -240,7 +230,7 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
         if kind == "encoder":
             return None
         if kind not in self.flows:
-            with self._init_rng():
+            with seeded(self.init_seed):
                 self.flows[kind] = nn.ModuleList(
                     AmortizedFlow(kind, d_z, out_dim(d_in, widths), self.num_flows, self.flow_hidden)
                     for d_in, d_z, widths in zip(
