@@ -16,6 +16,8 @@ Usage::
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -79,10 +81,13 @@ def _capped(value: Any, cap: int | None) -> Any:
     return value if cap is None or value is None else min(int(value), cap)
 
 
-def _vi_settings(settings: dict[str, Any], default_steps: int, budget: Budget) -> dict[str, Any]:
-    steps = int(settings.get("num_steps", default_steps))
+def _vi_settings(settings: dict[str, Any], default_steps: int | None, budget: Budget
+                 ) -> dict[str, Any]:
+    # a method whose step count defaults to None (svi: 1000 fixed, 5000 untuned) is capped too
+    steps = settings.get("num_steps", default_steps)
+    steps = math.inf if steps is None else int(steps)
     if budget.max_steps is not None and steps > budget.max_steps:
-        ratio = budget.max_steps / steps
+        ratio = budget.max_steps / steps if math.isfinite(steps) else 1.0
         settings["num_steps"] = budget.max_steps
         if settings.get("pretrain_steps"):  # SG-MCMC's warm start shrinks with the run
             settings["pretrain_steps"] = max(1, round(settings["pretrain_steps"] * ratio))
@@ -115,7 +120,7 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     # every optimisation-driven family (vi, sgmcmc, ensemble, laplace) counts num_steps; the
     # mcmc family's num_steps is HMC's leapfrog count, which no budget touches
     if entry.family != "mcmc" and "num_steps" in entry.fields:
-        settings = _vi_settings(settings, int(defaults["num_steps"]), budget)
+        settings = _vi_settings(settings, defaults["num_steps"], budget)
         if budget.minutes is not None and "time_limit_s" not in entry.fields:
             settings.pop("time_limit_s")
     if entry.family == "sgmcmc" and budget.chains is not None and int(

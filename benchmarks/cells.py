@@ -187,6 +187,8 @@ def _measure(cell: Cell, out: Path) -> dict[str, Any]:
             stage = "psis_khat"
             row["psis_khat"] = _psis_khat(result, model, dataset)
         stage = "reference"
+        from zoo.evaluation import reference_agreement
+
         row.update(reference_agreement(model, dataset, result))
         stage = "evaluate"
         if cell.eval_split in dataset.splits:
@@ -299,36 +301,6 @@ def inference_metrics(result: Any, mcmc: bool) -> dict[str, Any]:
         if steps is not None and sampling:
             metrics["leapfrog_per_s"] = float(np.asarray(steps).sum()) / float(sampling)
     return metrics
-
-
-def reference_agreement(model: Any, dataset: Any, result: Any) -> dict[str, float]:
-    """How far the posterior is from the model's reference posterior, in reference sds.
-
-    For models with :meth:`~zoo.models.base.ZooModel.reference_posterior` (posteriordb's Stan
-    draws, exact conjugate posteriors) and a ``to_stan_draws`` naming of their parameters:
-    ``ref_max_abs_z`` is the largest ``|mean - ref mean| / ref sd`` over the reported
-    parameters and ``ref_max_log_sd_ratio`` the largest ``|log(sd / ref sd)|``. Empty for
-    models without a reference.
-    """
-    reference = model.reference_posterior(dataset)
-    if not reference or "mean" not in reference or not hasattr(model, "to_stan_draws"):
-        return {}
-    draws = model.to_stan_draws(result.posterior)
-    z, log_ratio = [], []
-    for name, ref_mean in reference["mean"].items():
-        ref_sd = reference["sd"].get(name)
-        if name not in draws or not ref_sd or not math.isfinite(ref_sd):
-            continue
-        values = np.asarray(draws[name], dtype=float).ravel()
-        z.append(abs(values.mean() - ref_mean) / ref_sd)
-        if len(values) > 1 and values.std(ddof=1) > 0:
-            log_ratio.append(abs(math.log(values.std(ddof=1) / ref_sd)))
-    out = {}
-    if z:
-        out["ref_max_abs_z"] = float(max(z))
-    if log_ratio:
-        out["ref_max_log_sd_ratio"] = float(max(log_ratio))
-    return out
 
 
 def _psis_khat(result: Any, model: Any, dataset: Any) -> float:

@@ -162,6 +162,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from inference.errors import TrainingInterrupted
     from inference.plots import save_standard_plots
     from inference.storage import atomic_path, atomic_write_text
+    from zoo.evaluation import reference_agreement
     from zoo.fit import fit
     from zoo.run_folder import RunFolder, default_out
 
@@ -207,6 +208,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     with atomic_path(staging / "summary.csv") as tmp:
         summary.to_csv(tmp)
     metrics = model.evaluate(dataset, result, split="test") if "test" in dataset.splits else {}
+    # models with a reference posterior (posteriordb, conjugate) say how far the fit is from it
+    metrics.update(reference_agreement(model, dataset, result))
     atomic_write_text(staging / "metrics.json", json.dumps(metrics, indent=2, default=float))
     atomic_write_text(staging / "settings.json", json.dumps(command, indent=2, default=str))
     plots = save_standard_plots(result, staging / "plots")

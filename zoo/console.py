@@ -58,7 +58,10 @@ def routed_warnings() -> Iterator[list[str]]:
             print(f"zoo: library warning: {entry}", file=sys.stderr)
 
     # ArviZ reports some checks through its logger rather than as warnings ("Shape
-    # validation failed" for a one-chain posterior): the same policy applies to it
+    # validation failed" for a one-chain posterior): the same policy applies to it. ArviZ sets
+    # its logger's level when first imported, so it is imported before the level is changed
+    import arviz  # noqa: F401
+
     arviz_logger = logging.getLogger("arviz")
     level = arviz_logger.level
     arviz_logger.setLevel(logging.DEBUG if show_library else logging.ERROR)

@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     from zoo.data.dataset import Dataset
     from zoo.models.base import ZooModel
 
-__all__ = ["evaluate_fit", "eval_settings", "target_affine", "representation_and_sample_metrics"]
+__all__ = ["evaluate_fit", "eval_settings", "target_affine", "representation_and_sample_metrics",
+           "reference_agreement"]
 
 
 def target_affine(dataset: "Dataset") -> tuple[float, float]:
@@ -130,4 +132,34 @@ def representation_and_sample_metrics(model: "ZooModel", dataset: "Dataset",
         out.update(score_samples(model.generate(n, settings.seed, result),
                                  reference=reference.reshape(len(reference), -1),
                                  max_samples=n))
+    return out
+
+
+def reference_agreement(model: Any, dataset: Any, result: Any) -> dict[str, float]:
+    """How far the posterior is from the model's reference posterior, in reference sds.
+
+    For models with :meth:`~zoo.models.base.ZooModel.reference_posterior` (posteriordb's Stan
+    draws, exact conjugate posteriors) and a ``to_stan_draws`` naming of their parameters:
+    ``ref_max_abs_z`` is the largest ``|mean - ref mean| / ref sd`` over the reported
+    parameters and ``ref_max_log_sd_ratio`` the largest ``|log(sd / ref sd)|``. Empty for
+    models without a reference.
+    """
+    reference = model.reference_posterior(dataset)
+    if not reference or "mean" not in reference or not hasattr(model, "to_stan_draws"):
+        return {}
+    draws = model.to_stan_draws(result.posterior)
+    z, log_ratio = [], []
+    for name, ref_mean in reference["mean"].items():
+        ref_sd = reference["sd"].get(name)
+        if name not in draws or not ref_sd or not math.isfinite(ref_sd):
+            continue
+        values = np.asarray(draws[name], dtype=float).ravel()
+        z.append(abs(values.mean() - ref_mean) / ref_sd)
+        if len(values) > 1 and values.std(ddof=1) > 0:
+            log_ratio.append(abs(math.log(values.std(ddof=1) / ref_sd)))
+    out = {}
+    if z:
+        out["ref_max_abs_z"] = float(max(z))
+    if log_ratio:
+        out["ref_max_log_sd_ratio"] = float(max(log_ratio))
     return out

@@ -46,9 +46,16 @@ class SVISettings(MethodSettings):
     num_particles: int = integer(1, minimum=1, help="ELBO particles per step")
     vectorize_particles: bool = flag(False, help="evaluate the particles in one batch")
     renyi_alpha: float = real(0.0, help="alpha of the Renyi objective")
-    num_steps: int = integer(1000, minimum=1, help="optimisation steps")
+    tuning: str | None = choice(None, ("auto", "fixed"), optional=True,
+                                help="auto: the untuned path of svi_auto (Laplace or Pathfinder "
+                                     "start, step-size search, convergence test); fixed: "
+                                     "num_steps at lr; None: auto where it applies")
+    num_steps: int | None = integer(None, minimum=1, optional=True,
+                                    help="optimisation steps (fixed: default 1000; auto: the "
+                                         "most steps of its main run, default 5000)")
     optimizer: str = choice("adam", _optimizer_names, help="optimiser")
-    lr: float = real(1e-2, minimum=0.0, exclusive=True, help="learning rate")
+    lr: float | None = real(None, minimum=0.0, exclusive=True, optional=True,
+                            help="learning rate (fixed: default 0.01; auto: chosen by trials)")
     lr_schedule: Any = mapping(help="learning-rate schedule (see inference.schedules)")
     clip_norm: float | None = real(None, minimum=0.0, exclusive=True, optional=True,
                                    help="gradient-norm clipping")
@@ -106,19 +113,102 @@ def _svi_needs(settings: MethodSettings) -> Iterable[str]:
     return ("minibatch",) if getattr(settings, "batch_size", None) is not None else ()
 
 
+#: settings the untuned path takes over from ``svi`` (the rest belong to the fixed path); it
+#: keeps no checkpoint (its fits take seconds), so a resumed run fits again from the start
+_SHARED_WITH_AUTO = frozenset(("guide", "guide_options", "num_particles", "num_steps",
+                               "num_posterior_draws", "log_likelihood", "progress_bar",
+                               "time_limit_s", "tuning", "checkpoint_path", "checkpoint_every",
+                               "resume"))
+FIXED_STEPS, FIXED_LR = 1000, 1e-2
+
+
+def untuned_blockers(target: Target, settings: SVISettings) -> list[str]:
+    """Why the untuned path cannot fit this run (empty when it can).
+
+    It fits the autoguides of :data:`inference.svi.auto.AUTO_GUIDES` on models whose every
+    unknown is a continuous latent with a full-data density, and it chooses the step size,
+    the optimiser and the number of steps itself: a fixed-path setting given explicitly (a
+    learning rate, a mini-batch size, a schedule, early stopping, checkpoints ...) asks for
+    the fixed path.
+
+    Example: ``untuned_blockers(target, SVISettings(lr=0.02))`` -> ``["lr=0.02 was given"]``.
+    """
+    from inference.methods.capabilities import describe_missing, missing_capabilities
+
+    from inference.methods.registry import get
+    from inference.svi.auto import AUTO_GUIDES
+
+    reasons = []
+    guide = settings.guide
+    if guide is None and target.guides:
+        reasons.append("the model has its own guide")
+    elif guide is not None and not isinstance(guide, str):
+        reasons.append("the guide is a callable")
+    elif guide in target.guides:
+        reasons.append(f"guide {guide!r} is the model's own guide")
+    elif guide is not None and guide not in AUTO_GUIDES:
+        reasons.append(f"guide {guide!r} is not one of {sorted(AUTO_GUIDES)}")
+    missing = missing_capabilities(get("svi_auto").needs, target.traits)
+    if missing:
+        reasons.append(describe_missing("svi_auto", target.name, missing))
+    defaults = SVISettings()
+    for name, value in settings.as_dict().items():
+        if name not in _SHARED_WITH_AUTO and value != getattr(defaults, name):
+            reasons.append(f"{name}={value!r} was given")
+    return reasons
+
+
 @register("svi", family="vi", settings=SVISettings, extra_needs=_svi_needs,
           description="stochastic variational inference: autoguides or the model's own guide, "
-                      "ELBO variants, mini-batches, KL annealing, early stopping, checkpoints")
+                      "ELBO variants, mini-batches, KL annealing, early stopping, checkpoints; "
+                      "untuned (svi_auto's path) by default where it applies")
 def run_svi(target: Target, settings: MethodSettings, seed: int) -> Any:
-    """Fit the guide with :func:`inference.svi.fit_svi`."""
+    """Fit the guide: by the untuned path of ``svi_auto`` when ``tuning`` is ``"auto"`` (or
+    ``None`` and nothing stands in its way, :func:`untuned_blockers`), else with
+    :func:`inference.svi.fit_svi` at fixed settings. ``result.settings["tuning"]`` records
+    which path ran and ``tuning_reason`` why."""
+    assert isinstance(settings, SVISettings)
+    blockers = [] if settings.tuning == "fixed" else untuned_blockers(target, settings)
+    if settings.tuning == "auto" and blockers:
+        raise ValueError("svi with tuning='auto' cannot run: " + "; ".join(blockers)
+                         + " (use tuning='fixed')")
+    if settings.tuning == "fixed" or blockers:
+        reason = "tuning='fixed' was given" if settings.tuning == "fixed" else blockers[0]
+        return _run_fixed(target, settings, seed, reason)
+    return _run_untuned(target, settings, seed)
+
+
+def _run_untuned(target: Target, settings: SVISettings, seed: int) -> Any:
+    from inference.methods.registry import get
+
+    values = {"guide": settings.guide or "auto_normal",
+              "num_particles": settings.num_particles,
+              "num_posterior_draws": settings.num_posterior_draws,
+              "log_likelihood": settings.log_likelihood, "progress_bar": settings.progress_bar,
+              "time_limit_s": settings.time_limit_s}
+    if settings.guide_options:
+        values["guide_options"] = dict(settings.guide_options)
+    if settings.num_steps is not None:
+        values["num_steps"] = settings.num_steps
+    result = get("svi_auto").run(target, values, seed=seed)
+    return result.with_updates(
+        method="svi", settings={**result.settings, "tuning": "auto",
+                                "tuning_reason": "untuned path (svi_auto) by default"})
+
+
+def _run_fixed(target: Target, settings: SVISettings, seed: int, reason: str) -> Any:
     from inference.svi import fit_svi
 
     values = settings.as_dict()
+    values.pop("tuning")
+    values["num_steps"] = FIXED_STEPS if values["num_steps"] is None else values["num_steps"]
+    values["lr"] = FIXED_LR if values["lr"] is None else values["lr"]
     guide = resolve_guide(target.guides, values.pop("guide"))
     result = fit_svi(target.model, target.model_kwargs, guide=guide, seed=seed, **values)
     # record a name the guide can be rebuilt from (zoo evaluate), not the callable's repr
     name = settings.guide if isinstance(settings.guide, str) else next(
         (key for key, candidate in target.guides.items() if candidate is guide), None)
+    updates = {"tuning": "fixed", "tuning_reason": reason}
     if name is not None:
-        result = result.with_updates(settings={**result.settings, "guide": name})
-    return result
+        updates["guide"] = name
+    return result.with_updates(settings={**result.settings, **updates})

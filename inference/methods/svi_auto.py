@@ -51,6 +51,8 @@ class SVIAutoSettings(MethodSettings):
     map_max_iters: int = integer(1000, minimum=1, help="L-BFGS iterations for the MAP")
     num_posterior_draws: int = integer(1000, minimum=0, help="guide draws kept")
     log_likelihood: bool = flag(True, help="pointwise log-likelihood of the draws")
+    time_limit_s: float | None = real(None, minimum=0.0, exclusive=True, optional=True,
+                                      help="end the main run after this many seconds (a budget)")
     progress_bar: bool = flag(False, help="accepted for the CLI; no bar is shown")
 
     def check(self) -> str | None:
