@@ -149,6 +149,67 @@ def test_svi_auto_refuses_bad_settings_by_name():
         methods.get("pathfinder").settings_from({"num_paths": 0})
 
 
+def test_a_wrecked_fit_falls_back_to_its_exact_start(regression):
+    # The Laplace start of the full-rank guide is within 2.5 % of the exact posterior here (see
+    # above); 8 Adam steps at step size 3 in whitened (unit-scale) coordinates throw the guide
+    # far from it. The final many-draw ELBO comparison must keep the start.
+    m, kwargs, mean, cov = regression
+    sd = np.sqrt(np.diag(cov))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # out of steps, by design
+        result = methods.get("svi_auto").run(
+            methods.Target(m.model, kwargs),
+            {"guide": "auto_mvn", "num_steps": 8, "window": 8, "adapt_steps": 4, "lrs": [3.0],
+             "num_posterior_draws": 2000, "log_likelihood": False}, seed=0)
+    st = result.settings
+    assert st["kept"] == "start" and st["start"] == "laplace"
+    assert st["start_elbo"] > st["final_elbo"] + 3 * (st["start_elbo_se"] + st["final_elbo_se"])
+    draws = result.posterior["beta"][0]
+    # the start's moments: 2000 draws give means to 0.022 sd and sds to 1.6 %
+    assert np.all(np.abs(draws.mean(0) - mean) < 0.15 * sd)
+    assert np.all(np.abs(draws.std(0) / sd - 1.0) < 0.08), (draws.std(0), sd)
+
+
+def test_a_funnel_starts_from_pathfinder_not_from_its_neck():
+    # Centred eight schools: the density grows without bound as tau -> 0 with every theta at
+    # mu, so L-BFGS ends in the funnel's neck (log tau about -17, a Hessian with floored
+    # eigenvalues). The start must be Pathfinder's best normal over the bulk instead, whose
+    # log tau lies within the reference posterior's range (log tau above -5).
+    from inference.flat import FlatDensity
+    from inference.svi.auto import _start
+
+    from zoo.data import load
+
+    name = "eight_schools-eight_schools_centered"
+    m = zoo.get(name)
+    dataset = load(zoo.spec(name).default_data)
+    density = FlatDensity.build(m.model, m.model_kwargs(dataset, "train"), seed=0)
+    loc, precision, info = _start(density, max_iters=1000, seed=0)
+    assert info["hessian_eigenvalues_floored"] > 0 and info["start"] == "pathfinder"
+    log_tau = density.unflatten(loc)["tau"]
+    assert float(log_tau) > -5.0, info
+    assert bool(torch.isfinite(torch.linalg.cholesky(precision)).all())
+
+
+def test_svi_runs_the_untuned_path_by_default_and_fixed_settings_by_name(regression):
+    m, kwargs, _, _ = regression
+    target = methods.Target(m.model, kwargs, name="conjugate_linear_regression")
+    spec = methods.get("svi")
+    small = {"guide": "auto_normal", "num_posterior_draws": 10, "log_likelihood": False}
+    untuned = spec.run(target, small, seed=0)
+    assert untuned.settings["tuning"] == "auto" and untuned.settings["converged"]
+    assert untuned.settings["grad_evals"] > untuned.settings["steps"]
+    # a learning rate asks for the fixed path: exactly num_steps steps at that rate
+    fixed = spec.run(target, {**small, "lr": 0.02, "num_steps": 30, "progress_bar": False},
+                     seed=0)
+    assert fixed.settings["tuning"] == "fixed" and "lr=0.02" in fixed.settings["tuning_reason"]
+    assert len(fixed.loss_history) == 30
+    assert spec.run(target, {**small, "tuning": "fixed", "num_steps": 5,
+                             "progress_bar": False}, seed=0).settings["tuning"] == "fixed"
+    with pytest.raises(ValueError, match=r"tuning='auto' cannot run: lr=0.02 was given"):
+        spec.run(target, {**small, "tuning": "auto", "lr": 0.02}, seed=0)
+
+
 # ------------------------------------------------------------------ Pathfinder
 MU = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
 COV = torch.tensor([[1.0, 0.9, 0.0], [0.9, 1.0, 0.0], [0.0, 0.0, 0.25]], dtype=torch.float64)
