@@ -133,6 +133,8 @@ def kron_factors(view: NetworkView, values: Mapping[str, torch.Tensor], x: torch
 
     def keep(index: int):
         def hook(_, args, output):
+            if not output.requires_grad:  # the first layer: the graph starts at its output
+                output.requires_grad_(True)
             seen[index] = (args[0], output)
         return hook
 
@@ -144,7 +146,6 @@ def kron_factors(view: NetworkView, values: Mapping[str, torch.Tensor], x: torch
         for xb in x.reshape(x.shape[0], -1).to(torch.float64).split(chunk_size):
             seen.clear()
             with torch.enable_grad():
-                xb = xb.requires_grad_(True)  # so the layer outputs carry a graph
                 out = module(xb)
                 if view.likelihood == "gaussian":  # L = sqrt(tau) I
                     columns = [torch.zeros_like(out).index_fill_(1, torch.tensor([c]),
