@@ -127,6 +127,12 @@ METHODS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "last_layer_laplace": ("last_layer_laplace", {}, {"batch_size": 32,
                                                       "num_posterior_draws": 200}),
     "kfac_laplace": ("kfac_laplace", {}, {"batch_size": 32, "num_posterior_draws": 200}),
+    # the same from the prior median: the Laplace rows above share one mode, found from a
+    # prior draw, so this row shows how much of their error is the mode's
+    "kfac_laplace_median": ("kfac_laplace", {}, {"batch_size": 32, "num_posterior_draws": 200,
+                                                 "init": "median"}),
+    "laplace_diag_median": ("laplace", {}, {"structure": "diag", "batch_size": 32,
+                                            "num_posterior_draws": 200, "init": "median"}),
     "bbb": ("svi", {}, {"guide": "bbb", "batch_size": 32, "lr": 1e-2,
                         "num_posterior_draws": 200, "log_likelihood": False}),
 }
