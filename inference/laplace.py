@@ -16,8 +16,9 @@ Why not ``laplace-torch``: it fits ``nn.Module`` networks with a built-in likeli
 (``regression``/``classification``) through backends that read layer inputs and outputs
 (GGN, KFAC). The zoo's models are Pyro programs whose weights are sample sites of any
 prior, with noise precisions and other latents beside them, so the curvature here is the
-exact Hessian of the model's own log joint; Kronecker factors need layer structure that a
-method, which knows nothing of particular models, does not have.
+exact Hessian of the model's own log joint. Kronecker factors need layer structure, which a
+model offers through ``ZooModel.network_view``; :mod:`inference.kfac` computes them (and says
+why not with ``laplace-torch`` either).
 
 Usage::
 

@@ -28,3 +28,36 @@ def test_identical_predictives_agree_and_shifted_gaussians_score_their_closed_fo
     assert mix["mean_diff_sd"] == pytest.approx(0, abs=1e-12)
     assert mix["sd_ratio"] == pytest.approx(1.0)
     assert 0 < mix["tv"] < 0.05
+
+
+def test_reference_diagnostics_tell_chains_in_one_mode_from_chains_in_two():
+    import torch
+
+    import zoo
+    from benchmarks.agreement import reference_diagnostics
+    from inference.result import InferenceResult
+    from zoo.data import load
+
+    model, data = zoo.get("bnn", hidden=(2,)), load("uci-yacht", split=0)
+    gen = torch.Generator().manual_seed(0)
+    centre = {"w0": torch.randn(6, 2, generator=gen), "b0": torch.randn(2, generator=gen),
+              "w1": torch.randn(2, 1, generator=gen), "b1": torch.zeros(1),
+              "precision": torch.tensor(4.0)}
+
+    def chains(offsets):  # 2 chains of 100 draws: small jitter around centre + offset
+        post = {}
+        for k, v in centre.items():
+            draws = [v + off * (k == "b1") + 1e-3 * torch.randn(100, *v.shape, generator=gen)
+                     for off in offsets]
+            post[k] = torch.stack(draws).numpy()
+        post["precision"] = np.abs(post["precision"])
+        return InferenceResult(method="nuts", posterior=post)
+
+    one = reference_diagnostics(model, data, chains([0.0, 0.0]))
+    two = reference_diagnostics(model, data, chains([0.0, 3.0]))
+    assert one["ref_rhat_f"] < 1.1 and one["ref_chain_w2"] < 0.05
+    # the second chain's function is shifted by 3 output units: R-hat over chains is large
+    # (rank-normalised R-hat of two fully separated chains is bounded, near 1.9), each chain
+    # alone is stationary, and one chain's predictive is far from the pooled one
+    assert two["ref_rhat_f"] > 1.5 and two["ref_rhat_f_within"] < 1.1
+    assert two["ref_chain_w2"] > 0.5

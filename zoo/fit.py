@@ -99,7 +99,9 @@ def fit(
         settings = method_settings(method, zoo_model, {**from_data, **driver_settings}, guide)
     target = methods.Target(zoo_model.model, train_kwargs,
                             guides=zoo_model.guides(), traits=traits, name=name,
-                            missing_ok=tuple(zoo_model.missing_value_names))
+                            missing_ok=tuple(zoo_model.missing_value_names),
+                            network=(zoo_model.network_view(train_kwargs)
+                                     if "layered_network" in entry.needs else None))
     result = entry.run(target, settings, seed=seed)
     record = {
         **dict(result.settings),

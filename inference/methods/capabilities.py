@@ -34,6 +34,9 @@ CAPABILITIES: dict[str, str] = {
                          "loss, a GAN's generator and discriminator) instead of a Pyro density",
     "energy_function": "an energy function with Gibbs conditionals (a Boltzmann machine, "
                        "inference.energy.EnergyModel)",
+    "layered_network": "a network of linear layers with a Gaussian weight prior and a Gaussian "
+                       "or categorical likelihood, offered as ZooModel.network_view() "
+                       "(inference.kfac.NetworkView)",
 }
 
 #: why a model lacks a capability, in words that follow the model's name
@@ -46,6 +49,7 @@ _WHY_NOT: dict[str, str] = {
     "local_latents": "has no per-data-point latent variables",
     "trainable_network": "is a Pyro program, not a network with its own training objective",
     "energy_function": "is not an energy-based model",
+    "layered_network": "offers no view of its network as a stack of linear layers",
 }
 
 
@@ -63,6 +67,8 @@ class ModelTraits:
     not a Pyro density; point-estimate methods (``autoencoder``, ``gan``) train it.
     ``energy_based``: the model is an energy function with Gibbs conditionals (a Boltzmann
     machine), trained by the ``energy`` family of methods rather than as a Pyro program.
+    ``layered_network``: the model can offer its network as a stack of linear layers
+    (``ZooModel.network_view``), which Kronecker-factored curvature (``kfac_laplace``) needs.
 
     Example: ``ModelTraits(minibatch=True).provides()`` contains ``"minibatch"``.
     """
@@ -75,6 +81,7 @@ class ModelTraits:
     differentiable: bool = True
     network: bool = False
     energy_based: bool = False
+    layered_network: bool = False
 
     def provides(self) -> frozenset[str]:
         """The capabilities (keys of :data:`CAPABILITIES`) a model with these traits offers."""
@@ -87,6 +94,7 @@ class ModelTraits:
             "local_latents": self.local_latents,
             "trainable_network": self.network,
             "energy_function": self.energy_based,
+            "layered_network": self.layered_network,
         }
         return frozenset(name for name, ok in offered.items() if ok)
 

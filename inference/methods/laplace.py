@@ -6,8 +6,9 @@ full-data potential, diagonal (``structure="diag"``) or full. ``last_layer_lapla
 same mode, then a full-covariance Laplace over ``last_layer_sites`` only, every other site held
 at the mode (Kristiadi, Hein and Hennig 2020); a model names its last layer in
 ``driver_defaults("laplace")`` (the BNN does). See :mod:`inference.laplace` for the curvature
-and why it is not ``laplace-torch``'s. Kronecker-factored (KFAC) curvature is not offered: it
-needs the layer structure of a particular network.
+and why it is not ``laplace-torch``'s. Kronecker-factored (KFAC) curvature is the method
+``kfac_laplace`` (:mod:`inference.methods.kfac`), for models that offer their network as a
+stack of linear layers.
 
 Usage::
 

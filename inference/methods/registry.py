@@ -62,7 +62,9 @@ class Target:
     """What a method runs on: a Pyro model, its keyword arguments, and what the model offers.
 
     ``guides`` maps the model's own guide names to guide callables (``"model"`` is its
-    default guide); ``traits`` says what the model is; ``name`` is used in messages.
+    default guide); ``traits`` says what the model is; ``name`` is used in messages;
+    ``network`` is the model's network as a stack of linear layers
+    (:class:`inference.kfac.NetworkView`, from ``ZooModel.network_view``) or ``None``.
 
     Example: ``Target(m.model, m.model_kwargs(data), guides=m.guides(), name="vae")``.
     """
@@ -74,6 +76,8 @@ class Target:
     name: str = "model"
     #: keywords of ``model_kwargs`` that may hold NaN to mark missing observations
     missing_ok: tuple[str, ...] = ()
+    #: the network view for curvature methods (kfac_laplace); None when the model has none
+    network: Any = None
 
 
 RunFn = Callable[[Target, MethodSettings, int], "InferenceResult"]

@@ -93,6 +93,16 @@ class ZooModel:
         """
         return {}
 
+    def network_view(self, model_kwargs: Mapping[str, Any]) -> Any | None:
+        """The model's network as a stack of linear layers (an
+        :class:`inference.kfac.NetworkView`) for the inputs in ``model_kwargs``, or ``None``.
+
+        Curvature methods that need layer structure (``kfac_laplace``) use it; a model that
+        offers it for some configurations registers the trait ``layered_network`` and returns
+        ``None`` for the others (a BNN with a non-Gaussian prior). Default: ``None``.
+        """
+        return None
+
     def guide_defaults(self, guide: str | None) -> dict[str, Any]:
         """Method settings the guide named ``guide`` needs (``None``: the model's default
         guide), merged over :meth:`driver_defaults` and under the caller's; default none.

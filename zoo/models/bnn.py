@@ -314,6 +314,32 @@ class BayesianNet(ZooModel):
             return {"last_layer_sites": [f"w{last}", f"b{last}"]}
         return {}
 
+    def network_view(self, model_kwargs: Mapping[str, Any]) -> Any | None:
+        """The MLP as an ``nn.Sequential`` of ``nn.Linear`` layers and activations (an
+        :class:`inference.kfac.NetworkView`) for the inputs ``model_kwargs["x"]``; ``None``
+        for LeNet-5 (convolutions), a non-Gaussian prior (scale mixture, log-uniform) or the
+        mean-variance head, whose curvature a Gaussian/categorical GGN does not describe."""
+        from torch import nn
+
+        from inference.kfac import NetworkView
+
+        if (self.architecture != "mlp" or self.prior != "normal"
+                or self.noise == "heteroscedastic"):
+            return None
+        specs = self.layers(int(model_kwargs["x"].shape[-1]))
+        act = _ACTIVATIONS[self.activation]
+        modules: list[nn.Module] = []
+        for k, spec in enumerate(specs):
+            modules.append(nn.Linear(*spec.weight_shape))
+            if k + 1 < len(specs):
+                modules.append(_Activation(act))
+        regression = self.task == "regression"
+        return NetworkView(nn.Sequential(*modules),
+                           sites=tuple((s.weight, s.bias) for s in specs),
+                           likelihood="gaussian" if regression else "categorical",
+                           prior_precision=self.prior_scale ** -2,
+                           noise_precision="precision" if regression else None)
+
     def guides(self) -> dict[str, Callable[..., Any]]:
         """Model-specific guides: ``bbb``/``mc_dropout`` (proper priors), ``vd``/``sparse_vd``
         (log-uniform prior)."""
@@ -381,6 +407,17 @@ class BayesianNet(ZooModel):
 
 
 # ---------------------------------------------------------------------- helpers
+class _Activation(torch.nn.Module):
+    """An activation function as a module (for :meth:`BayesianNet.network_view`)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
 def _square(n: int) -> tuple[int, int] | None:
     side = int(round(math.sqrt(n)))
     return (side, side) if side * side == n else None
@@ -467,7 +504,7 @@ def _named(net: BayesianNet, name: str) -> BayesianNet:
 
 @register("bnn", description="Bayesian MLP regression (Gaussian likelihood, Gamma noise "
           "precision; Bayes-by-Backprop, MC dropout, NUTS, autoguides)",
-          default_data="diabetes", traits=ModelTraits(minibatch=True))
+          default_data="diabetes", traits=ModelTraits(minibatch=True, layered_network=True))
 def _bnn(**config: Any) -> BayesianNet:
     config.setdefault("task", "regression")
     return _named(BayesianNet(**config), 'bnn')
@@ -475,7 +512,7 @@ def _bnn(**config: Any) -> BayesianNet:
 
 @register("bnn_classifier", description="Bayesian MLP classifier (Categorical likelihood; "
           "Bayes-by-Backprop, MC dropout, NUTS, autoguides)",
-          default_data="digits", traits=ModelTraits(minibatch=True))
+          default_data="digits", traits=ModelTraits(minibatch=True, layered_network=True))
 def _bnn_classifier(**config: Any) -> BayesianNet:
     config.setdefault("task", "classification")
     config.setdefault("hidden", (50,))
