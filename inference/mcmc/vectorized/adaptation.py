@@ -3,10 +3,10 @@
 Pyro has these pieces for one chain with Python-float state (``pyro.ops.dual_averaging``,
 ``pyro.ops.welford``, ``WarmupAdapter``); here every quantity is a tensor over chains, so one
 update serves all of them. The schedule and constants are Stan's: dual averaging of the log step
-size with t0 = 10, kappa = 0.75, gamma = 0.05 towards ``target``; a diagonal inverse mass matrix
-estimated in windows (initial buffer 75, windows 25, 50, 100 ..., terminal buffer 50), each
-estimate regularised as ``n/(n+5) var + 1e-3 * 5/(n+5)``, followed by a new reasonable step size
-and a restart of dual averaging.
+size with t0 = 10, kappa = 0.75, gamma = 0.05 towards ``target``; a diagonal (or, with
+``dense=True``, dense) inverse mass matrix estimated in windows (initial buffer 75, windows 25,
+50, 100 ..., terminal buffer 50), each estimate regularised as ``n/(n+5) var + 1e-3 * 5/(n+5)``
+(on the diagonal), followed by a new reasonable step size and a restart of dual averaging.
 
 ``pooled=False`` (NUTS, HMC) adapts each chain on its own draws, as NumPyro's vectorised chains
 do; ``pooled=True`` (ChEES) estimates one diagonal from all chains' draws.
@@ -27,7 +27,8 @@ from typing import Callable
 
 import torch
 
-from inference.mcmc.vectorized.integrator import Potential, energy_error, kinetic, leapfrog
+from inference.mcmc.vectorized.integrator import (Potential, energy_error, kinetic, leapfrog,
+                                                  sample_momentum)
 
 __all__ = ["DualAveraging", "Welford", "adaptation_windows", "find_reasonable_step_size",
            "ChainAdapter"]
@@ -66,33 +67,45 @@ class DualAveraging:
 
 
 class Welford:
-    """Running means and variances per chain of (C, D) draws; ``pooled`` merges the chains."""
+    """Running means and variances (or, ``dense=True``, covariances) per chain of (C, D) draws;
+    ``pooled`` merges the chains when the estimate is read."""
 
-    def __init__(self, num_chains: int, dim: int, dtype: torch.dtype) -> None:
-        self.n = 0
+    def __init__(self, num_chains: int, dim: int, dtype: torch.dtype, dense: bool = False
+                 ) -> None:
+        self.n, self.dense = 0, dense
         self.mean = torch.zeros(num_chains, dim, dtype=dtype)
-        self.m2 = torch.zeros(num_chains, dim, dtype=dtype)
+        shape = (num_chains, dim, dim) if dense else (num_chains, dim)
+        self.m2 = torch.zeros(shape, dtype=dtype)
 
     def update(self, z: torch.Tensor) -> None:
         """Add one draw per chain."""
         self.n += 1
         delta = z - self.mean
         self.mean = self.mean + delta / self.n
-        self.m2 = self.m2 + delta * (z - self.mean)
+        after = z - self.mean
+        self.m2 = self.m2 + (delta.unsqueeze(-1) * after.unsqueeze(-2) if self.dense
+                             else delta * after)
 
     def variance(self, pooled: bool) -> torch.Tensor:
-        """Stan's regularised variance estimate, (C, D); the same row for all chains if pooled."""
+        """Stan's regularised estimate: (C, D) variances, or (C, D, D) covariances when dense;
+        the same for all chains if pooled."""
         if pooled:
             chains = self.mean.shape[0]
             grand = self.mean.mean(0, keepdim=True)
             n = self.n * chains
-            m2 = self.m2.sum(0, keepdim=True) + self.n * ((self.mean - grand) ** 2).sum(0,
-                                                                                      keepdim=True)
-            var = (m2 / max(n - 1, 1)).expand_as(self.mean)
+            spread = self.mean - grand
+            between = (spread.unsqueeze(-1) * spread.unsqueeze(-2) if self.dense
+                       else spread ** 2)
+            m2 = self.m2.sum(0, keepdim=True) + self.n * between.sum(0, keepdim=True)
+            var = (m2 / max(n - 1, 1)).expand_as(self.m2)
         else:
             n = self.n
             var = self.m2 / max(n - 1, 1)
-        return (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
+        shrink = 1e-3 * (5.0 / (n + 5.0))
+        if self.dense:
+            eye = torch.eye(var.shape[-1], dtype=var.dtype)
+            return (n / (n + 5.0)) * var + shrink * eye
+        return (n / (n + 5.0)) * var + shrink
 
 
 def adaptation_windows(num_warmup: int) -> list[tuple[int, int]]:
@@ -123,7 +136,7 @@ def find_reasonable_step_size(potential: Potential, z: torch.Tensor, energy: tor
                               max_iter: int = 60) -> torch.Tensor:
     """Per chain, double or halve the step size until one leapfrog step's acceptance crosses
     ``threshold`` (Hoffman and Gelman 2014, Algorithm 4; Pyro's rule), all chains together."""
-    r = torch.randn(z.shape, generator=generator, dtype=z.dtype) / inv_mass.sqrt()
+    r = sample_momentum(inv_mass, z.shape[1], generator, z.dtype)
     start = energy + kinetic(r, inv_mass)
 
     def log_ratio(eps: torch.Tensor) -> torch.Tensor:
@@ -145,20 +158,22 @@ def find_reasonable_step_size(potential: Potential, z: torch.Tensor, energy: tor
 
 
 class ChainAdapter:
-    """Step size by dual averaging and a diagonal inverse mass matrix in Stan's windows.
+    """Step size by dual averaging and an inverse mass matrix in Stan's windows.
 
-    ``step_size`` (C,) and ``inv_mass`` (C, D) are what the next transition uses; call
-    :meth:`update` after every warm-up transition and :meth:`finish` after the last.
+    ``step_size`` (C,) and ``inv_mass`` ((C, D) diagonal, or (C, D, D) with ``dense=True``) are
+    what the next transition uses; call :meth:`update` after every warm-up transition and
+    :meth:`finish` after the last.
     """
 
     def __init__(self, num_warmup: int, num_chains: int, dim: int, target: float,
-                 dtype: torch.dtype, pooled: bool = False) -> None:
-        self.num_warmup, self.target, self.pooled = num_warmup, target, pooled
+                 dtype: torch.dtype, pooled: bool = False, dense: bool = False) -> None:
+        self.num_warmup, self.target, self.pooled, self.dense = num_warmup, target, pooled, dense
         self.windows = adaptation_windows(num_warmup)
         self.step_size = torch.ones(num_chains, dtype=dtype)
-        self.inv_mass = torch.ones(num_chains, dim, dtype=dtype)
+        self.inv_mass = (torch.eye(dim, dtype=dtype).expand(num_chains, dim, dim).clone()
+                         if dense else torch.ones(num_chains, dim, dtype=dtype))
         self.dual = DualAveraging(self.step_size, target)
-        self.welford = Welford(num_chains, dim, dtype)
+        self.welford = Welford(num_chains, dim, dtype, dense)
 
     def start(self, step_size: torch.Tensor) -> None:
         """Begin warm-up at ``step_size`` (C,)."""
@@ -177,7 +192,7 @@ class ChainAdapter:
                 self.welford.update(z)
                 if iteration == end - 1:
                     self.inv_mass = self.welford.variance(self.pooled)
-                    self.welford = Welford(z.shape[0], z.shape[1], z.dtype)
+                    self.welford = Welford(z.shape[0], z.shape[1], z.dtype, self.dense)
                     eps = reset(self.step_size, self.inv_mass) if reset else self.step_size
                     self.step_size = eps
                     self.dual.reset(eps)

@@ -37,7 +37,8 @@ class VecState(NamedTuple):
 
 
 class AdaptiveKernel:
-    """Shared set-up of kernels with per-chain step sizes and diagonal metrics in Stan windows.
+    """Shared set-up of kernels with per-chain step sizes and metrics (diagonal, or dense with
+    ``dense_mass`` where the kernel supports it) adapted in Stan's windows.
 
     Subclasses implement ``transition(state) -> (state, info, accept_stat)`` and integrate with
     ``self.leapfrog(z, r, grad, eps, inv_mass)``: the potential's leapfrog step, handed to
@@ -45,11 +46,14 @@ class AdaptiveKernel:
     """
 
     pooled = False
+    #: whether the kernel can use a dense metric (ChEES's criterion is written for a diagonal)
+    supports_dense = True
+    name = "this kernel"
 
     def __init__(self, settings: KernelSettings) -> None:
-        if settings.dense_mass:
-            raise ValueError("chain_method='vectorized' adapts a diagonal mass matrix only; "
-                             "set dense_mass=False or use chain_method='sequential'")
+        if settings.dense_mass and not self.supports_dense:
+            raise ValueError(f"chain_method='vectorized' with {self.name} adapts a diagonal mass "
+                             "matrix only; set dense_mass=False, or use nuts or hmc")
         self.settings = settings
         self.potential: Potential | None = None
         self.generator = torch.Generator()
@@ -67,7 +71,8 @@ class AdaptiveKernel:
         state = VecState(z, energy, grad)
         chains, dim = z.shape
         self.adapter = ChainAdapter(num_warmup, chains, dim, self.settings.target_accept_prob,
-                                    z.dtype, pooled=self.pooled)
+                                    z.dtype, pooled=self.pooled,
+                                    dense=bool(self.settings.dense_mass))
         initial = torch.full((chains,), float(self.settings.step_size or 1.0), dtype=z.dtype)
         if self.settings.step_size is None:
             initial = self._reasonable(state, initial, self.adapter.inv_mass)

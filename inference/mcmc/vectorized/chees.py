@@ -62,6 +62,8 @@ class VectorizedChEES(AdaptiveKernel):
     """
 
     pooled = True
+    supports_dense = False
+    name = "chees"
 
     def __init__(self, settings: KernelSettings) -> None:
         super().__init__(settings)

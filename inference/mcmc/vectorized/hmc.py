@@ -20,7 +20,7 @@ import torch
 
 from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.base import AdaptiveKernel, VecState
-from inference.mcmc.vectorized.integrator import energy_error, kinetic
+from inference.mcmc.vectorized.integrator import energy_error, kinetic, sample_momentum
 from inference.mcmc.vectorized.nuts import MAX_DELTA_ENERGY
 
 __all__ = ["VectorizedHMC", "metropolis"]
@@ -58,7 +58,7 @@ class VectorizedHMC(AdaptiveKernel):
         assert self.potential is not None
         z, energy, grad = state
         inv_mass, eps = self.inv_mass, self.step_size
-        r = torch.randn(z.shape, generator=self.generator, dtype=z.dtype) / inv_mass.sqrt()
+        r = sample_momentum(inv_mass, z.shape[1], self.generator, z.dtype)
         h0 = energy + kinetic(r, inv_mass)
         if self.num_steps is not None:
             steps = torch.full(eps.shape, int(self.num_steps), dtype=torch.long)

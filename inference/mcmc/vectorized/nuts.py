@@ -27,7 +27,7 @@ import torch
 from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.base import AdaptiveKernel, VecState
 from inference.mcmc.vectorized.integrator import (Potential, energy_error, is_turning, kinetic,
-                                                  leapfrog)
+                                                  leapfrog, sample_momentum)
 
 __all__ = ["VectorizedNUTS", "MAX_DELTA_ENERGY", "Leaf", "leaf_step"]
 
@@ -149,7 +149,7 @@ class VectorizedNUTS(AdaptiveKernel):
         chains, dim = z0.shape
         inv_mass, eps = self.inv_mass, self.step_size
         dtype = z0.dtype
-        r0 = torch.randn(chains, dim, generator=gen, dtype=dtype) / inv_mass.sqrt()
+        r0 = sample_momentum(inv_mass, dim, gen, dtype)
         h0 = u0 + kinetic(r0, inv_mass)
         depth_max = self.max_tree_depth
 
