@@ -179,8 +179,8 @@ class SVIEngine:
         nothing) on a non-finite loss or gradient, or on parameters out of their support.
 
         Per-step cost beyond ``pyro.infer.SVI.step``: the loss is already a Python float (Pyro's
-        ELBOs synchronise to return it); the gradient check is one fused infinity-norm over all
-        gradients and a single host synchronisation; setting the KL weight is one Python
+        ELBOs synchronise to return it); the gradient check is one fused norm per gradient and a
+        single host synchronisation; setting the KL weight is one Python
         float. With the compiled ELBO the check is part of the compiled graph.
         Usage: ``loss = engine.step()``.
         """
@@ -210,9 +210,9 @@ class SVIEngine:
         detail = ""
         if math.isfinite(loss):
             grads = [p.grad for p in params if p.grad is not None]
-            # the largest |gradient| of each tensor (NaN propagates), one synchronisation
-            if grads and not bool(torch.stack(torch._foreach_norm(grads, math.inf))
-                                  .isfinite().all()):
+            # one fused norm per tensor, one synchronisation: NaN and inf propagate into the
+            # norms; a finite gradient whose norm overflows is cleared by the exact check
+            if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
                 detail = self._bad_gradients(params)
         if not math.isfinite(loss) or detail:
             zero_grads(params)
