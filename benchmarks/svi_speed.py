@@ -22,7 +22,8 @@ initial weights:
   first step and is reported apart, as ``compile_s``).
 
 A step's time is the wall time of the steps after ``--warmup`` warm-up steps, over their
-number. Runs are interleaved (every variant once, then again), one torch thread each, and the
+number (and the process CPU time over the same steps, fairer on a shared machine). Runs are
+interleaved (every variant once, then again), one torch thread each, and the
 table holds medians over ``--repeats``, with ours/hand-written; ``final loss`` (the mean
 training loss of the last 100 steps, nats for the whole training set) shows that every
 variant reaches a similar ELBO.
@@ -61,6 +62,16 @@ TAIL = 100
 
 
 # ---------------------------------------------------------------------------- worker side
+def _now() -> tuple[float, float]:
+    """Wall and process CPU time (the CPU figure is fairer on a shared machine)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    wall, cpu = _now()
+    return wall - start[0], cpu - start[1]
+
+
 def _setup(case: str) -> tuple[Any, dict[str, Any]]:
     import zoo
     from zoo.data import load
@@ -70,7 +81,8 @@ def _setup(case: str) -> tuple[Any, dict[str, Any]]:
     return vae, vae.model_kwargs(load(spec["data"]))
 
 
-def _hand_loop(vae: Any, x: Any, warmup: int, steps: int) -> tuple[float, list[float]]:
+def _hand_loop(vae: Any, x: Any, warmup: int, steps: int
+               ) -> tuple[tuple[float, float], list[float]]:
     """The estimator written out in PyTorch with the VAE's own modules."""
     import torch
     import torch.nn.functional as F
@@ -83,10 +95,10 @@ def _hand_loop(vae: Any, x: Any, warmup: int, steps: int) -> tuple[float, list[f
     scale = n / BATCH
     log_2pi = float(torch.log(torch.tensor(2 * torch.pi)))
     losses: list[float] = []
-    t_start = 0.0
+    t_start = (0.0, 0.0)
     for step in range(warmup + steps):
         if step == warmup:
-            t_start = time.perf_counter()
+            t_start = _now()
         idx = torch.randperm(n)[:BATCH]
         xb = torch.bernoulli(x[idx])
         loc, sd = head(enc(xb))
@@ -101,26 +113,26 @@ def _hand_loop(vae: Any, x: Any, warmup: int, steps: int) -> tuple[float, list[f
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    return time.perf_counter() - t_start, losses
+    return _since(t_start), losses
 
 
 def _pyro_loop(vae: Any, kwargs: dict[str, Any], warmup: int, steps: int
-               ) -> tuple[float, list[float]]:
+               ) -> tuple[tuple[float, float], list[float]]:
     import pyro
     from pyro.infer import SVI, Trace_ELBO
 
     svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": LR}), Trace_ELBO())
     losses: list[float] = []
-    t_start = 0.0
+    t_start = (0.0, 0.0)
     for step in range(warmup + steps):
         if step == warmup:
-            t_start = time.perf_counter()
+            t_start = _now()
         losses.append(svi.step(subsample_size=BATCH, **kwargs))
-    return time.perf_counter() - t_start, losses
+    return _since(t_start), losses
 
 
 def _zoo_fit(vae: Any, kwargs: dict[str, Any], warmup: int, steps: int, compiled: bool
-             ) -> tuple[float, list[float], dict[str, Any]]:
+             ) -> tuple[tuple[float, float], list[float], dict[str, Any]]:
     from inference.svi import fit_svi
     from inference.svi.callbacks import Callback
 
@@ -128,14 +140,15 @@ def _zoo_fit(vae: Any, kwargs: dict[str, Any], warmup: int, steps: int, compiled
         """The time at the end of the warm-up and at the end of the run."""
 
         def __init__(self) -> None:
-            self.start = self.end = 0.0
+            self.start = (0.0, 0.0)
+            self.elapsed = (0.0, 0.0)
 
         def on_step_end(self, engine: Any, loss: float) -> None:
             if engine.step_count == warmup:
-                self.start = time.perf_counter()
+                self.start = _now()
 
         def on_run_end(self, engine: Any) -> None:
-            self.end = time.perf_counter()
+            self.elapsed = _since(self.start)
 
     clock = Clock()
     t0 = time.perf_counter()
@@ -148,7 +161,7 @@ def _zoo_fit(vae: Any, kwargs: dict[str, Any], warmup: int, steps: int, compiled
             # set-up before the first step: site probe, guide init and (if asked) compilation
             "setup_s": total - result.timings["training"] - result.timings["posterior_draws"]
             - result.timings["log_likelihood"]}
-    return clock.end - clock.start, list(result.loss_history), info
+    return clock.elapsed, list(result.loss_history), info
 
 
 def worker(variant: str, case: str, warmup: int, steps: int, seed: int) -> dict[str, Any]:
@@ -170,7 +183,8 @@ def worker(variant: str, case: str, warmup: int, steps: int, seed: int) -> dict[
     else:
         raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
     tail = losses[-TAIL:]
-    return {"variant": variant, "case": case, "ms_per_step": 1e3 * seconds / steps,
+    return {"variant": variant, "case": case, "ms_per_step": 1e3 * seconds[0] / steps,
+            "cpu_ms_per_step": 1e3 * seconds[1] / steps,
             "final_loss": sum(tail) / len(tail), "steps": steps, "warmup": warmup, **info}
 
 
@@ -190,28 +204,31 @@ def _run_worker(variant: str, case: str, args: argparse.Namespace) -> dict[str, 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The median table (markdown) of worker results, with ours/hand-written."""
-    lines = ["| case | variant | ms per step | / hand-written | final loss | set-up s | runs |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| case | variant | ms per step | / hand-written | CPU ms per step | / hand-written "
+             "| final loss | set-up s | runs |", "|---|---|---|---|---|---|---|---|---|"]
     for case in CASES:
         by = {v: [r for r in rows if r["case"] == case and r["variant"] == v] for v in VARIANTS}
         if not any(by.values()):
             continue
         hand = statistics.median(r["ms_per_step"] for r in by["hand"]) if by["hand"] else None
+        hand_cpu = (statistics.median(r["cpu_ms_per_step"] for r in by["hand"])
+                    if by["hand"] else None)
         for variant in VARIANTS:
             runs = by[variant]
             if not runs:
                 continue
             ms = statistics.median(r["ms_per_step"] for r in runs)
+            cpu = statistics.median(r["cpu_ms_per_step"] for r in runs)
             loss = statistics.median(r["final_loss"] for r in runs)
             setup = [r["setup_s"] for r in runs if "setup_s" in r]
             paths = {r.get("elbo_path") for r in runs} - {None}
             label = LABELS[variant] + (f" ({'/'.join(sorted(paths))} ELBO)"
                                        if variant == "zoo_compiled" else "")
             ratio = f"{ms / hand:.2f}" if hand else ""
-            lines.append(f"| {case} | {label} | {ms:.2f} | {ratio} | {loss:.1f} | "
-                         f"{statistics.median(setup):.1f} | {len(runs)} |" if setup else
-                         f"| {case} | {label} | {ms:.2f} | {ratio} | {loss:.1f} | | "
-                         f"{len(runs)} |")
+            cpu_ratio = f"{cpu / hand_cpu:.2f}" if hand_cpu else ""
+            setup_s = f"{statistics.median(setup):.1f}" if setup else ""
+            lines.append(f"| {case} | {label} | {ms:.2f} | {ratio} | {cpu:.2f} | {cpu_ratio} | "
+                         f"{loss:.1f} | {setup_s} | {len(runs)} |")
     return "\n".join(lines)
 
 
@@ -242,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["repeat"] = repeat
                 rows.append(row)
                 print(f"[{repeat + 1}/{args.repeats}] {case:6s} {variant:12s} "
-                      f"{row['ms_per_step']:8.2f} ms/step  final loss {row['final_loss']:.1f}",
+                      f"{row['ms_per_step']:8.2f} ms/step {row['cpu_ms_per_step']:8.2f} CPU "
+                      f"ms/step  final loss {row['final_loss']:.1f}",
                       file=sys.stderr, flush=True)
     print(table(rows))
     for row in rows:
