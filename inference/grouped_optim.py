@@ -58,6 +58,9 @@ class GroupedOptim(PyroOptim):
         store = pyro.get_param_store()
         for p in params:
             self._known[p] = None
+            # Pyro's map from parameter to its optimiser, for code that walks it (e.g. to set
+            # the learning rate of every group): here every entry is the one optimiser
+            self.optim_objs[p] = self.optimizer
             saved = self._state_waiting_to_be_consumed.pop(store.param_name(p), None)
             if saved and saved.get("state"):
                 # as Optimizer.load_state_dict: floating state follows the parameter's dtype

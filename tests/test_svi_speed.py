@@ -70,6 +70,9 @@ def test_one_optimiser_for_all_parameters_steps_exactly_as_pyro(y20, tmp_path):
     assert isinstance(optim, GroupedOptim)
     engine = SVIEngine(normal_model, guide, elbo, optim, {"y": y20}).init()
     mine = [engine.step() for _ in range(15)]
+    # Pyro's parameter -> optimiser map stays walkable (svi_auto sets learning rates with it)
+    assert len(optim.optim_objs) == 4
+    assert all(o is optim.optimizer for o in optim.optim_objs.values())
     params = snapshot_params()
     engine.save(tmp_path / "grouped.pt")
 
