@@ -123,8 +123,8 @@ def test_inductor_compiled_elbo_matches_pyro_loss_and_gradients(y20):
     loss, ok, grads = compiled()
     pyro.set_rng_seed(7)
     want = elbo.loss_and_grads(normal_model, guide, y=y20)
-    assert bool(ok)
-    assert float(loss) == pytest.approx(want, rel=1e-5)
+    assert ok is True
+    assert loss == pytest.approx(want, rel=1e-5)
     for p, g in zip(compiled.params, grads):
         torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
 

@@ -225,10 +225,9 @@ class SVIEngine:
         """:meth:`step` with the compiled ELBO: gradients handed to the optimiser directly."""
         assert self._compiled is not None
         step = self.step_count
-        loss_t, ok, grads = self._compiled()
-        loss = float(loss_t)
+        loss, ok, grads = self._compiled()
         params = self._compiled.params
-        if not bool(ok):
+        if not ok:
             for p, g in zip(params, grads):
                 p.grad = g
             detail = self._bad_gradients(params) if math.isfinite(loss) else ""
