@@ -28,6 +28,8 @@ import pyro.optim
 import torch
 from pyro.poutine.messenger import Messenger
 
+from inference.grouped_optim import GroupedOptim
+
 __all__ = ["LatentScaleMessenger", "KLAnnealing", "make_optimizer", "OPTIMIZER_NAMES",
            "LR_SCHEDULE_NAMES", "is_scheduler"]
 
@@ -159,6 +161,10 @@ def make_optimizer(name: str = "adam", *, lr: float = 1e-2,
     ``clip_norm`` clips each parameter's gradient norm (Pyro ``clip_args``); for
     ``clipped_adam`` it is ClippedAdam's own ``clip_norm``.
 
+    Without a schedule or ``clip_norm`` the optimiser is a
+    :class:`~inference.grouped_optim.GroupedOptim` (one torch optimiser for all parameters,
+    the same updates as Pyro's one per parameter); otherwise Pyro's own wrapper.
+
     ``adagrad_rmsprop`` is Pyro's AdagradRMSProp (the optimiser of Pyro's sparse gamma DEF
     example, step size ``eta * t_step^(-1/2 + delta)`` on an RMSProp-style running average);
     ``lr`` is its ``eta`` (the example uses 4.5) and ``optim_args`` may set ``t`` and ``delta``.
@@ -185,7 +191,10 @@ def make_optimizer(name: str = "adam", *, lr: float = 1e-2,
             clip_args["clip_norm"] = float(clip_norm)
     constructor = _torch_optimizer(name)
     if lr_schedule is None:
-        return pyro.optim.PyroOptim(constructor, args, clip_args or None)
+        if clip_args:
+            return pyro.optim.PyroOptim(constructor, args, clip_args)
+        # one torch optimiser for all parameters: the same updates, a fraction of the cost
+        return GroupedOptim(constructor, args)
 
     schedule = dict(lr_schedule)
     sched_name = schedule.pop("name", None)

@@ -83,6 +83,8 @@ class SVISettings(MethodSettings):
     elbo_every: int | None = integer(None, minimum=1, optional=True,
                                      help="steps between training-ELBO estimates (None: off)")
     elbo_particles: int = integer(20, minimum=1, help="vectorised particles of those estimates")
+    compile_elbo: bool = flag(False, help="compile the loss and gradients once with "
+                                          "torch.compile (Trace_ELBO, fixed structure)")
 
     def check(self) -> str | None:
         if self.guide is not None and not (isinstance(self.guide, str) or callable(self.guide)):

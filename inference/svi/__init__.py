@@ -3,6 +3,8 @@
 * :mod:`inference.svi.fit` -- :func:`fit_svi`, settings in, :class:`InferenceResult` out;
 * :mod:`inference.svi.engine` -- :class:`SVIEngine`, ``init`` / ``step`` / ``run``;
 * :mod:`inference.svi.callbacks` -- early stopping, checkpoints, progress bar for ``run``;
+* :mod:`inference.svi.compiled` -- the ELBO's loss and gradients traced once and compiled
+  (``compile_elbo=True``);
 * :mod:`inference.svi.draws` -- posterior draws from a trained guide;
 * :mod:`inference.svi.inputs` -- device placement and mini-batch checks.
 

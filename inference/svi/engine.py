@@ -8,6 +8,11 @@ finiteness check between computing the gradients and updating: on a non-finite l
 gradient it updates nothing and raises :class:`~inference.errors.DivergenceError`, so the
 parameters and optimiser moments stay those of the last good step.
 
+With ``compile_elbo=True`` the loss and its gradients come from a compiled graph traced once
+(:mod:`inference.svi.compiled`) instead of Pyro's ELBO; a model or objective that cannot be
+compiled keeps Pyro's ELBO, with one warning, and ``engine.elbo_path`` says which ran
+(``"compiled"`` or ``"plain"``; ``engine.compile_error`` says why not).
+
 Usage::
 
     from inference.svi import SVIEngine
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import pyro
@@ -43,6 +49,7 @@ from inference.guides import init_to_feasible_shape, make_guide
 from inference.objectives import make_elbo
 from inference.schedules import KLAnnealing, is_scheduler, make_optimizer
 from inference.sites import model_trace, plate_nesting
+from inference.svi.compiled import CompiledELBO, NotCompilable, compile_elbo
 
 if TYPE_CHECKING:
     from inference.svi.callbacks import Callback
@@ -73,7 +80,7 @@ class SVIEngine:
 
     def __init__(self, model: Callable[..., Any], guide: Callable[..., Any], elbo: ELBO,
                  optim: pyro.optim.PyroOptim, model_kwargs: Mapping[str, Any] | None = None,
-                 *, kl_anneal: KLAnnealing | None = None) -> None:
+                 *, kl_anneal: KLAnnealing | None = None, compile_elbo: bool = False) -> None:
         self.model, self.guide, self.elbo, self.optim = model, guide, elbo, optim
         self.model_kwargs: dict[str, Any] = dict(model_kwargs or {})
         self.kl_anneal = kl_anneal
@@ -84,6 +91,12 @@ class SVIEngine:
         #: the loss of every completed step (the annealed objective while annealing)
         self.losses: list[float] = []
         self._stop = False
+        self.compile_elbo = bool(compile_elbo)
+        #: ``"compiled"`` when steps use the compiled ELBO, else ``"plain"`` (set by init)
+        self.elbo_path = "plain"
+        #: why the ELBO was not compiled (``None`` when it was, or was not asked for)
+        self.compile_error: str | None = None
+        self._compiled: CompiledELBO | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -95,14 +108,15 @@ class SVIEngine:
               lr_schedule: Mapping[str, Any] | None = None, clip_norm: float | None = None,
               num_steps: int | None = None,
               kl_anneal: Mapping[str, Any] | KLAnnealing | None = None,
-              max_plate_nesting: int | None = None, seed: int | None = 0) -> "SVIEngine":
+              max_plate_nesting: int | None = None, seed: int | None = 0,
+              compile_elbo: bool = False) -> "SVIEngine":
         """An initialised engine from names, as :func:`inference.svi.fit_svi` takes them.
 
         Clears the param store, builds the guide (:func:`inference.guides.make_guide`), the
         objective (:func:`inference.objectives.make_elbo`) and the optimiser
         (:func:`inference.schedules.make_optimizer`; ``num_steps`` sizes ``cosine`` and
         ``onecycle`` schedules), seeds Pyro with ``seed`` (``None``: leave the RNG alone) and
-        calls :meth:`init`.
+        calls :meth:`init` (which compiles the ELBO when ``compile_elbo`` is set).
 
         Usage: ``SVIEngine.build(model, {"y": y}, guide="auto_mvn", lr=0.05, seed=1)``.
         """
@@ -117,7 +131,8 @@ class SVIEngine:
         guide_obj = make_guide(guide, model, **dict(guide_options or {}))
         if seed is not None:
             pyro.set_rng_seed(seed)
-        engine = cls(model, guide_obj, objective, optim, model_kwargs, kl_anneal=anneal)
+        engine = cls(model, guide_obj, objective, optim, model_kwargs, kl_anneal=anneal,
+                     compile_elbo=compile_elbo)
         engine.init()
         return engine
 
@@ -142,7 +157,21 @@ class SVIEngine:
             # as ELBO._guess_max_plate_nesting: one more dim for the particle plate
             self.elbo.max_plate_nesting = (plate_nesting(ref, guide_trace)
                                            + int(bool(self.elbo.vectorize_particles)))
+        if self.compile_elbo and self._compiled is None:
+            self._compile()
         return self
+
+    def _compile(self) -> None:
+        """Compile the ELBO (RNG untouched), or record why not and warn once."""
+        try:
+            if self.kl_anneal is not None:
+                raise NotCompilable("KL annealing changes the objective at every step")
+            self._compiled = compile_elbo(self.model, self.guide, self.elbo, self.model_kwargs)
+            self.elbo_path = "compiled"
+        except NotCompilable as err:
+            self.compile_error = str(err)
+            warnings.warn(f"SVI: the ELBO could not be compiled ({err}); using Pyro's ELBO "
+                          "at every step", RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ stepping
     def step(self) -> float:
@@ -150,10 +179,13 @@ class SVIEngine:
         nothing) on a non-finite loss or gradient, or on parameters out of their support.
 
         Per-step cost beyond ``pyro.infer.SVI.step``: the loss is already a Python float (Pyro's
-        ELBOs synchronise to return it); the gradient check is one ``isfinite().all()`` per
-        parameter and a single host synchronisation for all of them; setting the KL weight is
-        one Python float. Usage: ``loss = engine.step()``.
+        ELBOs synchronise to return it); the gradient check is one fused norm per gradient and a
+        single host synchronisation; setting the KL weight is one Python
+        float. With the compiled ELBO the check is part of the compiled graph.
+        Usage: ``loss = engine.step()``.
         """
+        if self._compiled is not None:
+            return self._compiled_step()
         step = self.step_count
         if self.kl_anneal is not None:
             self.kl_anneal.set_step(step)
@@ -178,21 +210,49 @@ class SVIEngine:
         detail = ""
         if math.isfinite(loss):
             grads = [p.grad for p in params if p.grad is not None]
-            # one reduction per parameter, one host synchronisation in all
-            if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-                store = pyro.get_param_store()
-                bad = sorted(store.param_name(p) or "?" for p in params
-                             if p.grad is not None and not torch.isfinite(p.grad).all())
-                detail = f"non-finite gradient for {bad}"
+            # one fused norm per tensor, one synchronisation: NaN and inf propagate into the
+            # norms; a finite gradient whose norm overflows is cleared by the exact check
+            if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
+                detail = self._bad_gradients(params)
         if not math.isfinite(loss) or detail:
             zero_grads(params)
             raise DivergenceError(step, loss, detail)
         self.optim(params)
         zero_grads(params)
+        return self._finish_step(loss)
+
+    def _compiled_step(self) -> float:
+        """:meth:`step` with the compiled ELBO: gradients handed to the optimiser directly."""
+        assert self._compiled is not None
+        step = self.step_count
+        loss, ok, grads = self._compiled()
+        params = self._compiled.params
+        if not ok:
+            for p, g in zip(params, grads):
+                p.grad = g
+            detail = self._bad_gradients(params) if math.isfinite(loss) else ""
+            for p in params:
+                p.grad = None
+            raise DivergenceError(step, loss, detail)
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.optim(params)
+        for p in params:
+            p.grad = None
+        return self._finish_step(loss)
+
+    @staticmethod
+    def _bad_gradients(params: Iterable[torch.Tensor]) -> str:
+        store = pyro.get_param_store()
+        bad = sorted(store.param_name(p) or "?" for p in params
+                     if p.grad is not None and not torch.isfinite(p.grad).all())
+        return f"non-finite gradient for {bad}" if bad else ""
+
+    def _finish_step(self, loss: float) -> float:
         if is_scheduler(self.optim):
             self.optim.step()
         self.losses.append(loss)
-        self.step_count = step + 1
+        self.step_count += 1
         return loss
 
     def request_stop(self) -> None:

@@ -102,6 +102,8 @@ def fit_svi(
     time_limit_s: float | None = None,
     elbo_every: int | None = None,
     elbo_particles: int = 20,
+    compile_elbo: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> InferenceResult:
     """Fit ``guide`` to ``model(**model_kwargs)`` by SVI; return draws, losses and the guide.
 
@@ -116,7 +118,16 @@ def fit_svi(
     * ``elbo_every`` / ``elbo_particles`` -- estimate the training ELBO with that many
       vectorised particles every ``elbo_every`` steps and at the end
       (:class:`~inference.svi.callbacks.ELBOMonitor`); recorded as ``settings["elbo_trace"]``
-      (``{"steps": [...], "elbo": [...]}``) and ``settings["train_elbo"]`` (the last value).
+      (``{"steps": [...], "elbo": [...]}``) and ``settings["train_elbo"]`` (the last value);
+    * ``compile_elbo`` -- compute the loss and its gradients with a graph traced once and
+      compiled by ``torch.compile`` (:mod:`inference.svi.compiled`: ``Trace_ELBO``, a
+      reparameterised guide, a model of fixed structure, no KL annealing). The compilation
+      costs seconds up front; the steps then skip Pyro's per-step tracing and draw the same
+      random numbers. A model that cannot be compiled runs Pyro's ELBO after one warning.
+      ``settings["elbo_path"]`` records which ran (``"compiled"`` or ``"plain"``) and
+      ``settings["compile_error"]`` why the compilation was not used;
+    * ``callbacks`` -- more :class:`~inference.svi.callbacks.Callback` objects for the
+      training loop, run after the driver's own (e.g. a timer).
 
     Behaviour: the param store is cleared and the seed set at the start (``resume=True``
     restores everything from ``checkpoint_path`` when that file exists, else starts fresh);
@@ -163,7 +174,7 @@ def fit_svi(
             num_particles=num_particles, vectorize_particles=vectorize_particles,
             renyi_alpha=renyi_alpha, optimizer=optimizer, lr=lr, lr_schedule=lr_schedule,
             clip_norm=clip_norm, num_steps=num_steps, kl_anneal=anneal,
-            max_plate_nesting=max_plate_nesting, seed=seed)
+            max_plate_nesting=max_plate_nesting, seed=seed, compile_elbo=compile_elbo)
 
         early = (EarlyStopping(val_kwargs, eval_every=eval_every, patience=patience)
                  if val_kwargs is not None else None)
@@ -174,21 +185,22 @@ def fit_svi(
         start = engine.step_count
         interrupt = StopOnInterrupt()
         keep_best = KeepBest(every=max(1, num_steps // 100)) if early is None else None
-        callbacks: list[Callback] = [interrupt] + [c for c in (early, keep_best) if c is not None]
+        hooks: list[Callback] = [interrupt] + [c for c in (early, keep_best) if c is not None]
         if checkpoint_path is not None:
-            callbacks.append(Checkpointer(checkpoint_path, every=checkpoint_every,
-                                          extra=early.state if early is not None else None))
+            hooks.append(Checkpointer(checkpoint_path, every=checkpoint_every,
+                                      extra=early.state if early is not None else None))
         monitor = (ELBOMonitor(train_kwargs, every=elbo_every, num_particles=elbo_particles)
                    if elbo_every is not None else None)
         if monitor is not None:
-            callbacks.append(monitor)
+            hooks.append(monitor)
         limit = TimeLimit(time_limit_s) if time_limit_s is not None else None
         if limit is not None:
-            callbacks.append(limit)
-        callbacks.append(ProgressBar(num_steps, initial=start, disable=not progress_bar))
+            hooks.append(limit)
+        hooks.append(ProgressBar(num_steps, initial=start, disable=not progress_bar))
+        hooks.extend(callbacks)
 
         t0 = time.perf_counter()
-        engine.run(num_steps, callbacks)
+        engine.run(num_steps, hooks)
         training_time = time.perf_counter() - t0
         if interrupt.interrupted:
             raise TrainingInterrupted(engine.step_count, num_steps,
@@ -253,6 +265,8 @@ def fit_svi(
         "elbo_trace": (None if monitor is None else
                        {"steps": list(monitor.steps), "elbo": list(monitor.elbos)}),
         "train_elbo": None if monitor is None or not monitor.elbos else monitor.elbos[-1],
+        "compile_elbo": bool(compile_elbo), "elbo_path": engine.elbo_path,
+        "compile_error": engine.compile_error,
     }
     return InferenceResult(
         method="svi",

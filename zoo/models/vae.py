@@ -253,7 +253,10 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
         if self.likelihood == "bernoulli":
             # binarize=None with grey levels: Bernoulli "likelihood" of grey targets as in Pyro's
             # VAE example (not a density of the data); validation would reject non-binary values
-            return dist.Bernoulli(logits=out, validate_args=self.binarize is not None).to_event(1)
+            # (binary data: Pyro's global validation setting decides, so that a compiled ELBO,
+            # traced with validation off, can drop the checks)
+            validate = None if self.binarize is not None else False
+            return dist.Bernoulli(logits=out, validate_args=validate).to_event(1)
         if self.obs_scale == "learned":
             scale = self.obs_head()
         else:
@@ -266,7 +269,10 @@ class VAE(LazyInputDim, ZooModel, nn.Module):
         if self.binarize != "dynamic":
             return xb
         stash = self._stash
-        if role == "model" and stash is not None and stash[0] is x and torch.equal(stash[1], idx):
+        # the guide's indices reach the model by replay as the same tensor: test identity
+        # first (a value comparison cannot be traced into a compiled ELBO)
+        if (role == "model" and stash is not None and stash[0] is x
+                and (stash[1] is idx or torch.equal(stash[1], idx))):
             self._stash = None
             return stash[2]
         sample = torch.bernoulli(xb)
