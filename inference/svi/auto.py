@@ -90,14 +90,17 @@ def _gaussian_elbo(density: FlatDensity, loc: torch.Tensor, precision: torch.Ten
 
 def _start(density: FlatDensity, max_iters: int, seed: int, num_elbo_draws: int = 200
            ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """The Gaussian the fit starts from: the better by ELBO of the Laplace approximation at
-    the L-BFGS MAP and the best Pathfinder approximation along the same L-BFGS path.
+    """The Gaussian the fit starts from: the Laplace approximation at the L-BFGS MAP when it is
+    proper, else the best Pathfinder approximation along the same L-BFGS path.
 
-    On a near-Gaussian posterior the two nearly agree and the Laplace start wins or ties. On a
-    funnel (centred eight schools) the density is unbounded, the "MAP" lies in the neck
-    (log tau -> -inf) with a degenerate Hessian there, and a start in the neck never leaves it;
-    Pathfinder's best-ELBO approximation is a Gaussian over the bulk instead (its Figure 1).
-    Returns ``(loc, precision, info)``; ``info["start"]`` names the winner.
+    On a funnel (centred eight schools) the density is unbounded, the "MAP" lies in the neck
+    (log tau -> -inf) with a degenerate Hessian there (eigenvalues floored), and a start in the
+    neck never leaves it; Pathfinder's best-ELBO approximation is a Gaussian over the bulk
+    instead (its Figure 1). Where the Laplace approximation is proper it is kept even when
+    Pathfinder's normal has the higher ELBO: its whitening is exact at the mode, while the
+    L-BFGS curvature estimate is rough, and fits started from it stopped short of the optimum
+    (non-centred eight schools, full-rank: |z| 0.26-1.18 over three seeds against 0.07).
+    Both ELBOs are recorded. Returns ``(loc, precision, info)``; ``info["start"]`` names it.
     """
     generator = torch.Generator().manual_seed(int(seed))
     try:
@@ -119,7 +122,7 @@ def _start(density: FlatDensity, max_iters: int, seed: int, num_elbo_draws: int 
         path_elbo = _gaussian_elbo(density, approx.loc, path_precision, num_elbo_draws,
                                    generator)
     info.update({"laplace_elbo": laplace_elbo, "pathfinder_elbo": path_elbo})
-    if path_elbo > laplace_elbo:
+    if not math.isfinite(laplace_elbo) and path_elbo > laplace_elbo:
         info["start"] = "pathfinder"
         return approx.loc, path_precision, info
     if not math.isfinite(laplace_elbo):  # neither start has a finite ELBO: the floored Laplace
