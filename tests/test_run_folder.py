@@ -20,7 +20,7 @@ from zoo.cli import main
 from zoo.run_folder import RunFolder
 
 MODEL = "eight_schools-eight_schools_noncentered"
-FIT = ["fit", MODEL, "--method", "svi", "--steps", "30", "--draws", "50"]
+FIT = ["fit", MODEL, "--method", "svi", "--steps", "30", "--draws", "50", "--set", "tuning=fixed"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -305,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "vectorized (all chains as one batch)")
     mcmc.add_argument("--jit", action="store_true", help="JIT-compile the potential")
     vi = p.add_argument_group("SVI settings (default: the method's)")
-    vi.add_argument("--steps", type=int, default=None, help="optimisation steps (default 1000); "
-                    "SG-MCMC, ensembles, SWAG, Laplace: their steps")
-    vi.add_argument("--lr", type=float, default=None, help="learning rate (default 0.01)")
+    vi.add_argument("--steps", type=int, default=None,
+                    help="optimisation steps (svi: 1000 fixed, at most 5000 untuned); SG-MCMC, "
+                         "ensembles, SWAG, Laplace: their steps")
+    vi.add_argument("--lr", type=float, default=None,
+                    help="learning rate (default 0.01; giving it asks svi for its fixed path)")
     vi.add_argument("--elbo", default=None, help="objective: trace, meanfield, tracegraph, iwae, "
                     "renyi")
     vi.add_argument("--num-particles", type=int, default=None, help="ELBO particles")
