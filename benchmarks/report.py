@@ -124,8 +124,12 @@ _SPLIT_PREFIXES = ("val_", "valid_", "validation_", "train_")
 def canonical_metric(name: str) -> str:
     """The registry name of a column: ``val_ll`` reads as ``test_ll`` (same quantity on
     another split, since ``evaluate`` prefixes its split); unknown names come back unchanged."""
+    from inference.evaluation.metrics import family_of
+
     if name in METRICS:
         return name
+    if family_of(name) in METRICS:  # ood_auroc_noise reads as ood_auroc
+        return family_of(name)
     for prefix in _SPLIT_PREFIXES:
         if name.startswith(prefix) and f"test_{name[len(prefix):]}" in METRICS:
             return f"test_{name[len(prefix):]}"
