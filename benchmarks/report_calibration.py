@@ -94,7 +94,8 @@ def entropy_boxes(records: Mapping[str, Mapping[str, Mapping[str, float]]], path
     ax.set_xticks(np.arange(len(sets)), [f"{s} (in-dist.)" if s == IN_DISTRIBUTION else s
                                          for s in sets])
     ax.set(ylabel="predictive entropy (nats)", title=title, xlim=(-0.6, len(sets) - 0.4))
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=min(len(labels), 6), loc="upper center",
+              bbox_to_anchor=(0.5, -0.1))  # below the axes, clear of the boxes
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
