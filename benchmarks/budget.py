@@ -45,7 +45,9 @@ class Budget(MethodSettings):
     ``ais_temperatures`` configuration); ``datasets`` / ``methods``: comma-separated data set
     names / method labels, only those run (``--budget datasets=uci-yacht methods=sghmc,swag``).
     ``max_steps`` and ``minutes`` also cap the updates (per stage) and training time of the
-    ``energy`` methods (cd, pcd).
+    ``energy`` methods (cd, pcd). Under ``max_steps`` a cell's SG-MCMC warm start
+    (``pretrain_steps``), thinning (``thin``) and SWAG's ``collect_every`` shrink in
+    proportion, so the draws and snapshots kept stay as many as in the full run.
     """
 
     max_steps: int | None = integer(None, minimum=1, optional=True)
@@ -91,6 +93,11 @@ def _vi_settings(settings: dict[str, Any], default_steps: int | None, budget: Bu
         settings["num_steps"] = budget.max_steps
         if settings.get("pretrain_steps"):  # SG-MCMC's warm start shrinks with the run
             settings["pretrain_steps"] = max(1, round(settings["pretrain_steps"] * ratio))
+        # SG-MCMC's thinning and SWAG's collection interval shrink too, so a shorter run keeps
+        # as many draws and snapshots as the full one (not one draw per chain, one snapshot)
+        for key in ("thin", "collect_every"):
+            if settings.get(key):
+                settings[key] = max(1, round(settings[key] * ratio))
         if settings.get("num_cycles"):  # cyclical SG-MCMC: no more cycles than steps
             settings["num_cycles"] = min(int(settings["num_cycles"]), budget.max_steps)
         anneal = settings.get("kl_anneal")

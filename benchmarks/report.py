@@ -11,7 +11,9 @@ or published as is). Per suite it shows:
 * per model and data set, **one table**: methods as rows, metrics as columns (quality metrics,
   then diagnostics, then timings), each cell mean +- standard error over seeds or splits, and the
   suite's ``[[published]]`` numbers as extra rows marked ``(published)`` with their source;
-  then that model's figures (ArviZ forest plot across methods, ELBO curves, the cells' plots);
+  then that model's figures (ArviZ forest plot across methods, ELBO curves, the methods'
+  reliability curves and predictive entropies on shifted inputs where the cells saved them
+  (:mod:`benchmarks.report_calibration`), the cells' plots);
 * published rows for models or data sets the suite did not run, and the failed cells.
 
 Units are per data point. The ``elbo`` of an SVI cell is minus the final training loss, a sum
@@ -45,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.cells import CELLS_DIR, ID_COLUMNS, TRACEBACK_FILE
+from benchmarks.report_calibration import calibration_figures
 from benchmarks.runner import RESULTS_CSV, SUITE_COPY, read_results
 from benchmarks.suite import parse_suite
 from inference.storage import atomic_write_text
@@ -124,8 +127,12 @@ _SPLIT_PREFIXES = ("val_", "valid_", "validation_", "train_")
 def canonical_metric(name: str) -> str:
     """The registry name of a column: ``val_ll`` reads as ``test_ll`` (same quantity on
     another split, since ``evaluate`` prefixes its split); unknown names come back unchanged."""
+    from inference.evaluation.metrics import family_of
+
     if name in METRICS:
         return name
+    if family_of(name) in METRICS:  # ood_auroc_noise reads as ood_auroc
+        return family_of(name)
     for prefix in _SPLIT_PREFIXES:
         if name.startswith(prefix) and f"test_{name[len(prefix):]}" in METRICS:
             return f"test_{name[len(prefix):]}"
@@ -563,6 +570,7 @@ def suite_blocks(run: Path, root: Path) -> list[Block]:
     figures = run / FIGURES_DIR
     forest = forest_plots(run, ok, figures)
     curves = elbo_curves(run, ok, figures)
+    calibration = calibration_figures(run, _cells_by_label(ok), figures, _title)
     gallery = cell_figures(run, ok)
     if tables:
         blocks.append(Block("p", LEGEND))
@@ -574,7 +582,8 @@ def suite_blocks(run: Path, root: Path) -> list[Block]:
         if len(t.table):
             blocks.append(Block("table", t.table))
         key = (t.model, t.data)
-        for path, caption in forest.get(key, []) + curves.get(key, []) + gallery.get(key, []):
+        for path, caption in (forest.get(key, []) + curves.get(key, [])
+                              + calibration.get(key, []) + gallery.get(key, [])):
             blocks.append(Block("img", _rel(path, root), caption))
     run_keys = {(t.model, t.data) for t in tables}
     extra = [p for p in published

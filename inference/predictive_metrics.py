@@ -11,6 +11,7 @@ Usage::
     from inference.predictive_metrics import regression_metrics, classification_metrics
     regression_metrics(mean_draws, noise_var_draws, y_test, y_scale=scaler.std)
     classification_metrics(probs_draws, labels)
+    shift_metrics(probs_draws, {"noise": noise_probs_draws})  # ood_entropy_noise, ood_auroc_noise
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from inference.calibration import (expected_calibration_error, mutual_information,
-                                   predictive_entropy)
+                                   ood_auroc, predictive_entropy)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -106,3 +107,22 @@ def classification_metrics(probs_draws: ArrayLike, labels: ArrayLike,
         "expected_entropy": float((ent - mi).mean()),
         "num_draws": float(p.shape[0]),
     }
+
+
+def shift_metrics(probs_draws: ArrayLike, shifted_probs_draws: "dict[str, ArrayLike]"
+                  ) -> dict[str, float]:
+    """How a classifier's predictive entropy rises on shifted inputs (out of distribution).
+
+    ``probs_draws`` are class probabilities (S, N, K) on the test inputs and
+    ``shifted_probs_draws`` maps a shift's name (``noise``, ``rotated`` ...) to those on the
+    shifted inputs (S, M, K). For each shift: ``ood_entropy_<name>``, the mean entropy of the
+    draw-averaged predictive, and ``ood_auroc_<name>``, the AUROC of that entropy for telling
+    shifted from test inputs (:func:`inference.calibration.ood_auroc`).
+    """
+    h_in = predictive_entropy(_t(probs_draws).mean(0))
+    out: dict[str, float] = {}
+    for name, probs in shifted_probs_draws.items():
+        h = predictive_entropy(_t(probs).mean(0))
+        out[f"ood_entropy_{name}"] = float(h.mean())
+        out[f"ood_auroc_{name}"] = ood_auroc(h_in, h)
+    return out

@@ -283,5 +283,20 @@ def test_smoke_classifier_evaluate_and_plot(tmp_path):
                   log_likelihood=False, seed=0)
     metrics = net.evaluate(ds, res)
     assert {"accuracy", "test_ll", "ece", "entropy", "mutual_info"} <= set(metrics)
+    # 16 = 4 x 4 pixels: noise, inverted and rotated shifts, each with entropy and AUROC
+    for shift in ("noise", "inverted", "rotated"):
+        assert metrics[f"ood_entropy_{shift}"] >= 0
+        assert 0 <= metrics[f"ood_auroc_{shift}"] <= 1
     paths = net.plot(ds, res, tmp_path)
     assert len(paths) == 2 and all(p.exists() and p.stat().st_size > 0 for p in paths)
+    from inference.calibration_records import load_ood_entropy, load_reliability
+
+    record = load_reliability(tmp_path)
+    assert sum(b["count"] for b in record["bins"]) == 40
+    assert record["ece"] == pytest.approx(metrics["ece"], abs=0.2)  # 100 vs 30 draws
+    assert set(load_ood_entropy(tmp_path)) == {"test", "noise", "inverted", "rotated"}
+
+
+def test_regression_net_has_no_shifted_inputs():
+    x, y = _toy_1d(10)
+    assert BayesianNet(hidden=(3,)).shifted_inputs({"x": x, "y": y}) == {}

@@ -39,6 +39,17 @@ def test_budget_caps_steps_with_their_schedules_and_draws():
     assert not full_ids & {c.cell_id for c in small.cells}  # budgeted cells never mix with full
 
 
+def test_budget_keeps_as_many_sgmcmc_draws_and_swag_snapshots():
+    # the MNIST suite's full run keeps a draw every 2000 of 100000 SGHMC steps and a SWAG
+    # snapshot every 500; at 1500 steps (ratio 0.015) those become 30 and 8, not one draw
+    suite = apply_budget(load_suite("bbb-mnist"), Budget(max_steps=1500,
+                                                        methods="sghmc,swag"))
+    sghmc = next(c for c in suite.cells if c.label == "sghmc")
+    swag = next(c for c in suite.cells if c.label == "swag")
+    assert sghmc.settings["thin"] == 30 and sghmc.settings["pretrain_steps"] == 75
+    assert swag.settings["collect_every"] == 8
+
+
 def test_smoke_keeps_one_cell_per_model_and_method():
     tiny = apply_budget(parse_suite(SUITE), SMOKE)
     assert [(c.method, c.seed) for c in tiny.cells] == [("svi", 0), ("nuts", 0)]

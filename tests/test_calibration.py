@@ -10,9 +10,10 @@ import torch
 from scipy import stats
 
 from inference.calibration import (expected_calibration_error, mutual_information,
-                                   predictive_entropy, reliability_diagram_data)
+                                   ood_auroc, predictive_entropy, reliability_diagram_data)
 from inference.predictive_metrics import (classification_metrics, log_mean_exp,
-                                          regression_metrics, variance_decomposition)
+                                          regression_metrics, shift_metrics,
+                                          variance_decomposition)
 
 
 def test_ece_of_a_calibrated_predictor_is_near_zero():
@@ -82,3 +83,38 @@ def test_classification_metrics_known_values():
     assert m["accuracy"] == 0.5
     assert m["nll"] == pytest.approx(-0.5 * (math.log(0.7) + math.log(0.4)))
     assert m["ece"] == pytest.approx(0.5 * 0.3 + 0.5 * 0.6)
+
+
+def test_ood_auroc_is_one_when_every_shifted_entropy_is_higher():
+    rng = np.random.default_rng(0)
+    h_in = rng.uniform(0.0, 1.0, size=500)
+    h_ood = rng.uniform(1.5, 2.0, size=300)
+    assert ood_auroc(h_in, h_ood) == 1.0
+    assert ood_auroc(h_ood, h_in) == 0.0  # the other way round: every OOD score is lower
+
+
+def test_ood_auroc_of_identically_distributed_entropies_is_one_half():
+    # AUROC = P(H_ood > H_in) estimated by a Mann-Whitney statistic; for m = n = 2000 draws
+    # from one continuous law its sd is sqrt((m + n + 1) / (12 m n)) = 0.0065, and 0.026 is
+    # four sds
+    rng = np.random.default_rng(1)
+    h_in, h_ood = rng.gamma(2.0, size=2000), rng.gamma(2.0, size=2000)
+    assert ood_auroc(h_in, h_ood) == pytest.approx(0.5, abs=0.026)
+    with pytest.raises(ValueError, match="scores of both kinds"):
+        ood_auroc(h_in, [])
+
+
+def test_shift_metrics_from_probability_draws():
+    # test inputs: confident draws (entropy ~0); shifted inputs: uniform over 4 classes
+    sure = np.zeros((3, 50, 4))
+    sure[..., 0] = 1.0
+    flat = np.full((3, 20, 4), 0.25)
+    out = shift_metrics(sure, {"noise": flat})
+    assert out["ood_entropy_noise"] == pytest.approx(math.log(4))
+    assert out["ood_auroc_noise"] == 1.0
+    # draws that disagree: each draw is sure, but of a different class; their mean is uniform
+    split = np.zeros((4, 20, 4))
+    for s in range(4):
+        split[s, :, s] = 1.0
+    assert shift_metrics(sure, {"rotated": split})["ood_entropy_rotated"] == pytest.approx(
+        math.log(4))

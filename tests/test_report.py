@@ -255,3 +255,40 @@ def test_report_files_show_tables_overview_published_rows_and_figures(tmp_path: 
     # the cell's own plot is shown inline in the HTML and linked in the markdown
     assert f"<img src='{CELLS_DIR}/reg__alpha__s0/plots/bnn_predictive.png'" in page
     assert f"]({CELLS_DIR}/reg__alpha__s0/plots/bnn_predictive.png)" in text
+
+
+def test_calibration_figures_across_methods_from_the_cells_saved_numbers(tmp_path: Path):
+    # a classifier's cells saved their reliability table and entropy summaries beside their
+    # plots; the report draws one overlay of the methods' reliability curves and one figure of
+    # entropies per method and shift, links both, and reads ood_auroc_<shift> as a score
+    from inference.calibration_records import save_ood_entropy, save_reliability
+
+    run = tmp_path / "cls"
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in ("sure", "unsure"):
+        cell = f"clf__{label}"
+        p1 = rng.uniform(0.5, 1.0 if label == "sure" else 0.7, size=200)
+        probs = np.stack([p1, 1 - p1], axis=1)
+        labels = (rng.uniform(size=200) > p1).astype(int)
+        folder = run / CELLS_DIR / cell / "plots"
+        save_reliability(probs, labels, folder)
+        save_ood_entropy(rng.gamma(1.0, 0.1, 200), {"noise": rng.gamma(2.0, 0.3, 200),
+                                                    "rotated": rng.gamma(2.0, 0.2, 200)}, folder)
+        rows.append({"suite": "cls", "cell_id": cell, "model": "clf", "data": "pics",
+                     "split": None, "method": "svi", "label": label, "guide": None, "seed": 0,
+                     "status": "ok", "error": None, "warnings": None, "wall_time_s": 1.0,
+                     "cpu_time_s": 1.0, "fit_time_s": 1.0, "accuracy": 0.9, "ece": 0.05,
+                     "ood_entropy_noise": 0.6, "ood_auroc_noise": 0.95})
+    # a second model without saved numbers gets neither figure
+    rows.append({**rows[0], "cell_id": "reg__a", "model": "reg", "data": "tab", "label": "a"})
+    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
+    assert cli_main(["report", str(run)]) == 0
+    text = (run / "report.md").read_text()
+    for kind in ("reliability", "ood_entropy"):
+        figure = run / "report_figures" / f"{kind}__clf__pics.png"
+        assert figure.is_file() and figure.read_bytes()[:4] == b"\x89PNG"
+        assert f"](report_figures/{kind}__clf__pics.png)" in text
+        assert not (run / "report_figures" / f"{kind}__reg__tab.png").exists()
+    assert "ood_auroc_noise ↑" in text  # a score: higher is better
+    assert "ood_entropy_noise" in text and "ood_entropy_noise ↑" not in text  # not a score

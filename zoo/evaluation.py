@@ -75,7 +75,9 @@ def evaluate_fit(model: "ZooModel", dataset: "Dataset", result: "InferenceResult
         metrics: dict[str, float] = {}
     else:
         metrics = evaluate(model.model, kwargs, result, local_latents=traits.local_latents,
-                           settings=settings, guide=own_guide, y_scale=scale, y_shift=shift)
+                           settings=settings, guide=own_guide, y_scale=scale, y_shift=shift,
+                           shifted=model.shifted_inputs(first_points(kwargs,
+                                                                     settings.max_points)))
     metrics.update(representation_and_sample_metrics(model, dataset, result, split, settings))
     exact = model.exact_log_likelihood_of(first_points(kwargs, settings.max_points))
     if exact is not None:

@@ -45,12 +45,16 @@ def first_points(kwargs: Mapping[str, Any], max_points: int | None) -> dict[str,
 def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, *,
              local_latents: bool, settings: EvalSettings | None = None,
              guide: Callable[..., Any] | None = None, y_scale: float = 1.0,
-             y_shift: float = 0.0) -> dict[str, float]:
+             y_shift: float = 0.0, shifted: Mapping[str, Mapping[str, Any]] | None = None
+             ) -> dict[str, float]:
     """Held-out metrics of ``result`` on ``model(**kwargs)`` (observations included).
 
     ``local_latents``: the model has one latent per data point, so the held-out figure is an
     importance-sampled ``log p(x)`` and ``guide`` (default: the result's fitted guide) must be
     amortised. ``y_scale``/``y_shift`` map a standardised target back to its original scale.
+    ``shifted``: out-of-distribution versions of ``kwargs`` by name (cut to the same points),
+    scored by the predictive entropy of a classifier (``ood_entropy_<name>``,
+    ``ood_auroc_<name>``); models with local latents ignore it.
     """
     from inference.guide_protocol import ZooGuide
     from inference.sites import model_trace, site_kinds
@@ -78,5 +82,8 @@ def evaluate(model: Callable[..., Any], kwargs: Mapping[str, Any], result: Any, 
     sites = list(site_kinds(model_trace(model, kwargs)).latent)
     draws = posterior_draws(result, model, kwargs, sites, num_draws=settings.num_draws,
                             seed=settings.seed, guide=guide, chunk_size=settings.chunk_size)
+    shifted = {name: first_points(kw, settings.max_points)
+               for name, kw in (shifted or {}).items()}
     return predictive_metrics(model, draws, kwargs, y_scale=y_scale, y_shift=y_shift,
-                              chunk_size=settings.chunk_size, data_batch=settings.data_batch)
+                              chunk_size=settings.chunk_size, data_batch=settings.data_batch,
+                              shifted=shifted)

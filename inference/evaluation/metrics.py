@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Metric", "METRICS", "better", "KHAT_RELIABLE"]
+__all__ = ["Metric", "METRICS", "METRIC_FAMILIES", "better", "family_of", "KHAT_RELIABLE"]
 
 #: PSIS k-hat above which an importance-sampled estimate is not trusted (Vehtari et al. 2024)
 KHAT_RELIABLE = 0.7
@@ -98,6 +98,12 @@ METRICS: dict[str, Metric] = {
     "entropy": Metric("mean predictive entropy", "nats"),
     "mutual_info": Metric("mean mutual information (epistemic part of the entropy)", "nats"),
     "expected_entropy": Metric("mean expected entropy (aleatoric part)", "nats"),
+    "ood_entropy": Metric("mean predictive entropy on shifted (out-of-distribution) inputs; "
+                          "the column ood_entropy_<shift> names the shift (noise, inverted, "
+                          "rotated images)", "nats"),
+    "ood_auroc": Metric("AUROC of predictive entropy for telling shifted inputs from test "
+                        "inputs (1: every shifted input less certain; 0.5: no difference); the "
+                        "column ood_auroc_<shift> names the shift", "", True),
     "epistemic_var": Metric("mean variance of the predictive mean over draws", "target units^2"),
     "aleatoric_var": Metric("mean observation-noise variance", "target units^2"),
     "predictive_sd": Metric("mean predictive standard deviation", "target units"),
@@ -173,9 +179,22 @@ METRICS: dict[str, Metric] = {
 }
 
 
+#: metrics reported once per variant, as columns ``<family>_<variant>`` (``ood_auroc_noise``)
+METRIC_FAMILIES = ("ood_entropy", "ood_auroc")
+
+
+def family_of(name: str) -> str:
+    """The registry name of a column: ``ood_auroc_rotated`` reads as ``ood_auroc``; any other
+    name comes back unchanged. Usage: ``METRICS[family_of("ood_entropy_noise")]``."""
+    for family in METRIC_FAMILIES:
+        if name.startswith(family + "_"):
+            return family
+    return name
+
+
 def better(metric: str, a: float, b: float) -> bool:
     """Whether value ``a`` of ``metric`` is better than ``b`` (``False`` for non-scores)."""
-    info = METRICS.get(metric)
+    info = METRICS.get(family_of(metric))
     if info is None or info.higher_is_better is None:
         return False
     return a > b if info.higher_is_better else a < b

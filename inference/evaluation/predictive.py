@@ -27,7 +27,7 @@ import pyro.poutine as poutine
 import torch
 
 from inference.predictive_metrics import (classification_metrics, log_mean_exp,
-                                          regression_metrics)
+                                          regression_metrics, shift_metrics)
 from inference.guides import init_to_feasible_shape
 from inference.log_likelihood import reshape_for_plate
 from inference.marginal_likelihood import split_batches
@@ -135,19 +135,27 @@ def _batched(model: Callable[..., Any], draws: Mapping[str, np.ndarray],
 
 def predictive_metrics(model: Callable[..., Any], draws: Mapping[str, np.ndarray],
                        kwargs: Mapping[str, Any], *, y_scale: float = 1.0, y_shift: float = 0.0,
-                       chunk_size: int = 50, data_batch: int | None = 1000
+                       chunk_size: int = 50, data_batch: int | None = 1000,
+                       shifted: Mapping[str, Mapping[str, Any]] | None = None
                        ) -> dict[str, float]:
     """Held-out metrics of the posterior predictive (see the module docstring).
 
     ``y = z * y_scale + y_shift`` maps a standardised target back to its original scale, on
     which RMSE and the log-likelihood are reported. Held-out points are evaluated
-    ``data_batch`` rows at a time.
+    ``data_batch`` rows at a time. ``shifted`` maps a shift's name to model keywords of
+    out-of-distribution inputs (:meth:`zoo.models.base.ZooModel.shifted_inputs`); for a
+    classifier the same draws then give each shift's mean predictive entropy and its AUROC
+    against the test inputs (:func:`inference.predictive_metrics.shift_metrics`).
     """
     pred = _batched(model, draws, kwargs, chunk_size, data_batch)
     y = pred["y"]
     num_draws = pred["log_prob"].shape[0]
     if "probs" in pred:
         metrics = classification_metrics(pred["probs"], y)
+        if shifted:
+            metrics.update(shift_metrics(pred["probs"], {
+                name: _batched(model, draws, kw, chunk_size, data_batch)["probs"]
+                for name, kw in shifted.items()}))
     elif "mean" in pred:
         metrics = regression_metrics(pred["mean"], pred["var"], y, y_scale=y_scale,
                                      y_shift=y_shift)

@@ -137,6 +137,16 @@ class ZooModel:
         :data:`inference.evaluation.metrics.METRICS`."""
         return {}
 
+    def shifted_inputs(self, kwargs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Out-of-distribution versions of held-out keywords ``kwargs``, by name (a
+        classifier's images with noise, inverted, rotated), on which
+        :func:`zoo.evaluation.evaluate_fit` reports the mean predictive entropy and its AUROC
+        against the test inputs (``ood_entropy_<name>``, ``ood_auroc_<name>``); default none.
+
+        Usage: ``model.shifted_inputs({"x": x, "y": y})["noise"]["x"]``.
+        """
+        return {}
+
     def evaluation_defaults(self) -> dict[str, Any]:
         """Evaluation settings this model asks for (keys of
         :class:`inference.evaluation.EvalSettings`), under the caller's; default none."""

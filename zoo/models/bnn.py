@@ -351,6 +351,16 @@ class BayesianNet(ZooModel):
             return {"vd": VariationalDropoutGuide(self), "sparse_vd": SparseVariationalDropoutGuide(self)}
         return {"bbb": BayesByBackpropGuide(self), "mc_dropout": MCDropoutGuide(self)}
 
+    def shifted_inputs(self, kwargs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Classification: the test images with uniform noise, inverted and (square images)
+        rotated by 90 degrees (:func:`ood_inputs`), labels kept; regression: none."""
+        if self.task != "classification":
+            return {}
+        x = kwargs["x"]
+        side = self.image_shape if self.architecture == "lenet5" else _square(x.shape[-1])
+        return {name: {**kwargs, "x": xo}
+                for name, xo in ood_inputs(x, image_shape=side, seed=0).items()}
+
     # ------------------------------------------------------------------ prediction
     def predict(self, source: Any, x: torch.Tensor, *, num_draws: int = 200,
                 chunk_size: int = 50, data_batch: int = 1000,
@@ -395,14 +405,18 @@ class BayesianNet(ZooModel):
             return [viz.regression_bands(pred["mean"], pred["noise_var"], kw["y"],
                                          out_dir / "bnn_predictive.png")]
         from inference.calibration import predictive_entropy
+        from inference.calibration_records import save_ood_entropy, save_reliability
 
         probs = pred["probs"].mean(0)
-        side = self.image_shape if self.architecture == "lenet5" else _square(kw["x"].shape[-1])
-        ood = ood_inputs(kw["x"], image_shape=side, seed=0)
-        ood_entropy = {name: predictive_entropy(self.predict(source, xo, num_draws=100)["probs"]
-                                                .mean(0)) for name, xo in ood.items()}
+        ood_entropy = {name: predictive_entropy(self.predict(source, shifted["x"],
+                                                             num_draws=100)["probs"].mean(0))
+                       for name, shifted in self.shifted_inputs(kw).items()}
+        in_entropy = predictive_entropy(probs)
+        # the numbers behind the figures, for the report's figures across methods
+        save_reliability(probs, kw["y"], out_dir)
+        save_ood_entropy(in_entropy, ood_entropy, out_dir)
         return [viz.reliability_diagram(probs, kw["y"], out_dir / "bnn_reliability.png"),
-                viz.entropy_histograms(predictive_entropy(probs), ood_entropy,
+                viz.entropy_histograms(in_entropy, ood_entropy,
                                        out_dir / "bnn_ood_entropy.png")]
 
 
