@@ -1,4 +1,10 @@
-"""SVI as a registered method: settings of :func:`inference.svi.fit_svi`, checked up front.
+"""SVI as a registered method: untuned by default for autoguides, fixed settings by name.
+
+With an autoguide on a model whose unknowns are all continuous latents with a full-data density,
+``svi`` takes the untuned path of ``svi_auto`` (Laplace or Pathfinder start, step-size trials,
+a convergence test; :mod:`inference.svi.auto`). A fixed-path setting (``lr``, ``batch_size``,
+a schedule, early stopping ...) or ``tuning="fixed"`` runs :func:`inference.svi.fit_svi` with
+fixed steps and rate; ``result.settings["tuning"]`` says which ran.
 
 The guide is a name: one of the model's own guides (``Target.guides``; ``"model"`` is its
 default) or an autoguide of :mod:`inference.guides`; with none, the model's own default guide
@@ -136,7 +142,6 @@ def untuned_blockers(target: Target, settings: SVISettings) -> list[str]:
     Example: ``untuned_blockers(target, SVISettings(lr=0.02))`` -> ``["lr=0.02 was given"]``.
     """
     from inference.methods.capabilities import describe_missing, missing_capabilities
-
     from inference.methods.registry import get
     from inference.svi.auto import AUTO_GUIDES
 

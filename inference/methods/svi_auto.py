@@ -1,4 +1,4 @@
-"""Untuned, converging SVI as a registered method (``svi_auto``); ``svi`` keeps fixed settings.
+"""Untuned, converging SVI as a registered method (``svi_auto``; ``svi`` runs it by default).
 
 Any of the autoguides ``auto_normal``, ``auto_diagonal_normal``, ``auto_lowrank_mvn``,
 ``auto_mvn`` and ``auto_iaf`` starts at the Laplace approximation (L-BFGS MAP and Hessian),
