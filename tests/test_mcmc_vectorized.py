@@ -197,21 +197,24 @@ def correlated_runs():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return run_mcmc(correlated, {}, kernel=kernel, chain_method="vectorized",
-                            num_chains=4, num_warmup=300, num_samples=300, seed=1,
-                            dense_mass=dense, progress_bar=False, log_likelihood=False)
+                            num_chains=4, num_warmup=200, num_samples=250 if dense else 50,
+                            seed=1, dense_mass=dense, progress_bar=False, log_likelihood=False,
+                            # NUTS's trees capped at depth 6 (63 steps); HMC at 8 fixed steps,
+                            # plenty once the dense metric whitens the target
+                            **({"max_tree_depth": 6} if kernel == "nuts" else {"num_steps": 8}))
     return {(k, d): run(k, d) for k in ("nuts", "hmc") for d in (True, False)
             if k == "nuts" or d}
 
 
 @pytest.mark.parametrize("kernel", ["nuts", "hmc"])
 def test_dense_metric_recovers_a_strongly_correlated_gaussian(correlated_runs, kernel):
-    x = correlated_runs[(kernel, True)].posterior["x"]  # (4, 300, 3)
+    x = correlated_runs[(kernel, True)].posterior["x"]  # (4, 250, 3)
     for j in range(3):
         xj = x[..., j]
         assert abs(xj.mean() - float(CORR_MEAN[j])) < 4 * float(az.mcse(xj)), j
         sd = float(CORR_COV[j, j].sqrt())
         assert abs(xj.std(ddof=1) - sd) < 4 * float(az.mcse(xj, method="sd")), j
-    # the 0.99 correlation from 1200 draws: its sampling sd is (1 - 0.99^2) / sqrt(n_eff),
+    # the 0.99 correlation from 1000 draws: its sampling sd is (1 - 0.99^2) / sqrt(n_eff),
     # about 0.001 for n_eff ~ 400; 0.01 is ten of those
     corr = np.corrcoef(x[..., 0].ravel(), x[..., 1].ravel())[0, 1]
     assert abs(corr - 0.99) < 0.01, corr
@@ -219,8 +222,8 @@ def test_dense_metric_recovers_a_strongly_correlated_gaussian(correlated_runs, k
 
 def test_dense_metric_shortens_nuts_trajectories_on_a_correlated_target(correlated_runs):
     # a diagonal metric leaves the 0.99 correlation (condition number ~ 200 after scaling), so
-    # NUTS needs long trajectories; the dense metric whitens the target and a few leapfrog
-    # steps suffice: a known ordering, by a wide margin
+    # NUTS needs long trajectories (here capped at depth 6, 63 steps); the dense metric whitens
+    # the target and a few leapfrog steps suffice: a known ordering, by a wide margin
     steps = {dense: float(np.asarray(correlated_runs[("nuts", dense)].sample_stats["n_steps"])
                           .mean()) for dense in (True, False)}
     assert steps[True] * 2 < steps[False], steps
