@@ -242,8 +242,7 @@ def _guide_elbo(guide: Any, log_density: Callable[[torch.Tensor], torch.Tensor],
         q = _q_z(guide)
         z = q.sample((n,))
         terms = log_density(z) - q.log_prob(z)
-    terms = terms[torch.isfinite(terms)] if bool(torch.isfinite(terms).any()) else terms
-    if terms.numel() < n:
+    if not bool(torch.isfinite(terms).all()):
         return -math.inf, math.inf
     return float(terms.mean()), float(terms.std() / math.sqrt(n))
 
