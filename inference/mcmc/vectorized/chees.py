@@ -6,8 +6,12 @@ takes ``ceil(u_t T / eps)`` leapfrog steps, ``u_t`` a Halton (van der Corput, ba
 (0, 1] (jitter 1, as BlackJAX). During warm-up (see ``shared/ALGORITHMS.md``):
 
 * step size: dual averaging towards ``target`` (0.651 by default) of the harmonic mean of the
-  chains' acceptance probabilities (non-divergent chains; 0 if not finite), then a moving
-  average of log eps with weight t^-1/2;
+  chains' acceptance probabilities, a divergent or non-finite transition counting as 0, then a
+  moving average of log eps with weight t^-1/2. The harmonic mean is as small as the worst
+  chain's acceptance, so one chain stuck in the tails (a wide start on a badly scaled
+  posterior) shrinks the shared step size until it moves. BlackJAX leaves divergent chains out
+  of the mean; on posteriordb's kidiq and sblrc that left 7 of 16 chains stuck at their start
+  for the whole run while the others set a step size too large for them;
 * trajectory length: one Adam step (beta1 = 0, beta2 = 0.95, lr = 0.025, clipped to +-0.35,
   skipped if not finite) on log T along the acceptance-weighted ChEES gradient, the same moving
   average, T kept in [eps, 1000 eps];
@@ -133,9 +137,9 @@ class VectorizedChEES(AdaptiveKernel):
         start, proposal, momentum, accept, diverging, jitter = self._last
         ok = ~diverging & torch.isfinite(accept)
         a = torch.where(ok, accept, 0.0)
-        # step size: dual averaging on the harmonic mean of the acceptance probabilities
-        if bool(ok.any()) and bool((a[ok] > 0).all()):
-            harmonic = ok.sum() / (1.0 / a[ok]).sum()
+        # step size: dual averaging on the harmonic mean of all chains' acceptance probabilities
+        if bool((a > 0).all()):
+            harmonic = a.numel() / (1.0 / a).sum()
         else:
             harmonic = torch.zeros((), dtype=a.dtype)
         self.log_eps = self.shared_dual.update(harmonic.reshape(1)).reshape(())
@@ -149,7 +153,8 @@ class VectorizedChEES(AdaptiveKernel):
             diff_new, diff_old = proposal - centre_new, start - centre_old
             spread = (diff_new ** 2 / scale).sum(-1) - (diff_old ** 2 / scale).sum(-1)
             per_chain = jitter * torch.exp(self.log_T) * spread * (diff_new * momentum).sum(-1)
-            per_chain = torch.where(ok, per_chain, 0.0)
+            # chains with no weight (or a non-finite term, far in the tails) do not vote
+            per_chain = torch.where(ok & (a > 0) & torch.isfinite(per_chain), per_chain, 0.0)
             gradient = (a * per_chain).sum() / a.sum()
             if bool(torch.isfinite(gradient)):
                 self.adam_t += 1
