@@ -40,17 +40,18 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
 
 from inference.mcmc.protocol import KernelSettings
-from inference.mcmc.vectorized.base import VectorizedKernel, compiled_leapfrog
-from inference.mcmc.vectorized.integrator import Potential, energy_error, kinetic
+from inference.mcmc.vectorized.base import VectorizedKernel
+from inference.mcmc.vectorized.integrator import Potential, energy_error, kinetic, leapfrog
 from inference.mcmc.vectorized.nuts import MAX_DELTA_ENERGY
 
 __all__ = ["VectorizedMEADS", "GHMCState", "MEADSParameters", "fold_max_eigenvalue",
-           "fold_parameters", "NUM_FOLDS"]
+           "fold_parameters", "ghmc_step", "NUM_FOLDS"]
 
 #: folds of chains (K in the paper)
 NUM_FOLDS = 4
@@ -135,6 +136,35 @@ def _for_chains(params: MEADSParameters, fold: torch.Tensor, num_folds: int
     return MEADSParameters(*(p[source] for p in params))
 
 
+def ghmc_step(potential: Potential, z: torch.Tensor, energy: torch.Tensor, grad: torch.Tensor,
+              momentum: torch.Tensor, slice_: torch.Tensor, noise: torch.Tensor,
+              eps: torch.Tensor, sigma: torch.Tensor, alpha: torch.Tensor, delta: torch.Tensor,
+              moving: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One generalised HMC step of every chain (see the module docstring), a pure function
+    that ``torch.compile`` can take whole: the state's five fields, the refresh ``noise``
+    (C, D) ~ N(0, I), per-chain parameters, and ``moving`` (C,), False where a chain keeps its
+    whole state. Returns the new five fields, the energy errors dH and the starting
+    Hamiltonians (C,).
+
+    Example::
+
+        z, energy, grad, m, u, dh, h0 = ghmc_step(potential, *state, noise, *params, moving)
+    """
+    m = (1.0 - alpha).sqrt()[:, None] * momentum + alpha.sqrt()[:, None] * noise
+    u = torch.remainder(slice_ + 1.0 + delta, 2.0) - 1.0
+    inv_mass = sigma ** 2
+    h0 = energy + 0.5 * (m ** 2).sum(-1)  # kinetic energy of m / sigma under sigma^2
+    pz, pr, pe, pg = leapfrog(potential, z, m / sigma, grad, eps[:, None], inv_mass)
+    delta_h = energy_error(pe + kinetic(pr, inv_mass), h0)  # NaN counts as +inf
+    accept = (torch.log(u.abs()) < -delta_h) & moving
+    new_m = torch.where(accept[:, None], pr * sigma, -m)  # GHMC: flip on rejection
+    new_u = torch.where(accept, u * torch.exp(torch.where(accept, delta_h, 0.0)), u)
+    return (torch.where(accept[:, None], pz, z), torch.where(accept, pe, energy),
+            torch.where(accept[:, None], pg, grad),
+            torch.where(moving[:, None], new_m, momentum), torch.where(moving, new_u, slice_),
+            delta_h, h0)
+
+
 class VectorizedMEADS(VectorizedKernel):
     """MEADS over a batch of chains; see the module docstring.
 
@@ -165,7 +195,11 @@ class VectorizedMEADS(VectorizedKernel):
                              f"at least 2 chains and needs num_chains >= {2 * self.num_folds}, "
                              f"got num_chains={chains}")
         self.potential, self.generator, self.num_warmup = potential, generator, num_warmup
-        self.leapfrog = compiled_leapfrog(potential, self.settings.jit_compile)
+        step = functools.partial(ghmc_step, potential)
+        if self.settings.jit_compile:  # one compiled kernel per transition, potential inlined
+            step = torch.compile(step, dynamic=False, fullgraph=True)
+        self.ghmc = step
+        self.everyone = torch.ones(chains, dtype=torch.bool)
         energy, grad = potential(z)
         momentum = torch.randn(chains, dim, generator=generator, dtype=z.dtype)
         slice_ = 2.0 * torch.rand(chains, generator=generator, dtype=z.dtype) - 1.0
@@ -196,7 +230,7 @@ class VectorizedMEADS(VectorizedKernel):
             moving = self.fold != iteration % self.num_folds
         else:
             assert self.frozen is not None
-            chain_params, moving = self.frozen, None
+            chain_params, moving = self.frozen, self.everyone
         state, info = self.transition(state, chain_params, moving)
         if warming:
             if (iteration + 1) % self.num_folds == 0:
@@ -206,29 +240,13 @@ class VectorizedMEADS(VectorizedKernel):
         return state, info
 
     def transition(self, state: GHMCState, params: MEADSParameters,
-                   moving: torch.Tensor | None = None
-                   ) -> tuple[GHMCState, dict[str, torch.Tensor]]:
+                   moving: torch.Tensor) -> tuple[GHMCState, dict[str, torch.Tensor]]:
         """Generalised HMC with per-chain ``params`` (C, ...); chains where ``moving`` (C,) is
         False keep their whole state (position, momentum, slice)."""
-        z, energy, grad, momentum, slice_ = state
-        eps, sigma, alpha, delta = params
-        noise = torch.randn(z.shape, generator=self.generator, dtype=z.dtype)
-        m = (1.0 - alpha).sqrt()[:, None] * momentum + alpha.sqrt()[:, None] * noise
-        u = torch.remainder(slice_ + 1.0 + delta, 2.0) - 1.0
-        inv_mass = sigma ** 2
-        h0 = energy + 0.5 * (m ** 2).sum(-1)  # kinetic energy of m / sigma under sigma^2
-        pz, pr, pe, pg = self.leapfrog(z, m / sigma, grad, eps[:, None], inv_mass)
-        delta_h = energy_error(pe + kinetic(pr, inv_mass), h0)  # NaN counts as +inf
-        accept = torch.log(u.abs()) < -delta_h
-        if moving is not None:
-            accept = accept & moving
-        new_m = torch.where(accept[:, None], pr * sigma, -m)  # GHMC: flip on rejection
-        new_u = torch.where(accept, u * torch.exp(torch.where(accept, delta_h, 0.0)), u)
-        if moving is not None:
-            new_m = torch.where(moving[:, None], new_m, momentum)
-            new_u = torch.where(moving, new_u, slice_)
-        new = GHMCState(torch.where(accept[:, None], pz, z), torch.where(accept, pe, energy),
-                        torch.where(accept[:, None], pg, grad), new_m, new_u)
+        noise = torch.randn(state.z.shape, generator=self.generator, dtype=state.z.dtype)
+        *new, delta_h, h0 = self.ghmc(*state, noise, *params, moving)
+        new = GHMCState(*new)
+        eps = params.step_size
         info = {"diverging": delta_h > MAX_DELTA_ENERGY,
                 "acceptance_rate": torch.exp(-delta_h).clamp(max=1.0),
                 "step_size": eps.clone(), "n_steps": torch.ones(eps.shape, dtype=torch.long),
