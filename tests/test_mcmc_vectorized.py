@@ -9,7 +9,7 @@ potential must get right. Tolerances come from Monte Carlo error: means within 4
 4-sigma miss has probability 6e-5 per check (9 checks per kernel), and the seed is fixed.
 MEADS takes one leapfrog step per draw and needs many chains (its folds estimate scales from
 them), so it runs 32 chains of 200 + 600 iterations: about 3000 bulk ESS per component (a
-per-chain ESS near 100, which R-hat < 1.02 needs), in about 3 s.
+per-chain ESS near 100, which R-hat < 1.02 needs), in about 4 s.
 """
 
 from __future__ import annotations

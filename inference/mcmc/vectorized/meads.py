@@ -33,6 +33,9 @@ the pooled estimate, whose sigma rests on C chains instead of C / K. After warm-
 moves at every iteration and nothing is reshuffled. ``step_size`` and ``target_accept_prob``
 are not used: MEADS sets its step sizes from the gradients and has no acceptance target.
 
+``jit_compile=True`` hands the whole generalised HMC step (:func:`ghmc_step`, potential
+inlined) to ``torch.compile``; the warm-up's fold statistics stay eager.
+
 Usage::
 
     run_mcmc(model, {"y": y}, kernel="meads", chain_method="vectorized", num_chains=32)
