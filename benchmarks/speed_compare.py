@@ -40,6 +40,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "zoo_nuts_vec_eager": {"kernel": "nuts", "chain_method": "vectorized",
                            "jit_compile": False},
     "zoo_chees_vec": {"kernel": "chees", "chain_method": "vectorized", "jit_compile": True},
+    "zoo_meads_vec": {"kernel": "meads", "chain_method": "vectorized", "jit_compile": True},
+    "zoo_meads_vec_eager": {"kernel": "meads", "chain_method": "vectorized",
+                            "jit_compile": False},
     "numpyro_nuts": {"numpyro": True},
 }
 #: (model, chains) pairs; the BNN trees are capped at depth 6 as in the issue

@@ -92,10 +92,11 @@ def _quick(model=normal, **kw):
 
 
 def test_registry_lists_the_package_kernels_with_their_specs():
-    assert list_kernels() == ("chees", "hmc", "mala", "nuts", "rw")
+    assert list_kernels() == ("chees", "hmc", "mala", "meads", "nuts", "rw")
     assert KERNELS == list_kernels()
     expected = {
         "chees": (0.651, (), 6),
+        "meads": (0.5, (), 6),
         "nuts": (0.8, ("max_tree_depth", "dense_mass"), 7),
         "hmc": (0.8, ("num_steps", "dense_mass"), 6),
         "rw": (0.234, (), 3),

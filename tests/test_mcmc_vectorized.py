@@ -7,6 +7,9 @@ prior and Poisson counts is Gamma(2 + sum y, 1 + n), a positive site whose log-J
 potential must get right. Tolerances come from Monte Carlo error: means within 4 MCSE
 (``az.mcse``), sds within 4 MCSE of the sd (``az.mcse(method="sd")``); for a correct sampler a
 4-sigma miss has probability 6e-5 per check (9 checks per kernel), and the seed is fixed.
+MEADS takes one leapfrog step per draw and needs many chains (its folds estimate scales from
+them), so it runs 32 chains of 200 + 600 iterations: about 3000 bulk ESS per component (a
+per-chain ESS near 100, which R-hat < 1.02 needs), in about 4 s.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import torch
 from inference.mcmc import run_mcmc
 from inference.mcmc.vectorized.adaptation import Welford, adaptation_windows
 from inference.mcmc.vectorized.chees import halton
+from inference.mcmc.vectorized.meads import (VectorizedMEADS, fold_max_eigenvalue,
+                                             fold_parameters)
+from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.potential import BatchedPotential, NotVectorizableError
 
 Y = torch.tensor([[0.3, 1.2], [1.1, 0.4], [0.8, 1.5], [-0.2, 0.9], [0.6, 1.8]])
@@ -57,19 +63,26 @@ def _run(kernel, seed=0, **kw):
         return run_mcmc(conjugate, {"y": Y, "counts": COUNTS}, **settings)
 
 
+#: settings of the exact-posterior runs other than the defaults of ``_run``
+RUN_SETTINGS = {"nuts": {}, "hmc": {}, "chees": {},
+                "meads": {"num_chains": 32, "num_warmup": 200, "num_samples": 600}}
+
+
 @pytest.fixture(scope="module")
 def runs():
     # HMC without num_steps: jittered trajectories (see inference.mcmc.vectorized.hmc)
-    return {kernel: _run(kernel) for kernel in ("nuts", "hmc", "chees")}
+    return {kernel: _run(kernel, **kw) for kernel, kw in RUN_SETTINGS.items()}
 
 
-@pytest.mark.parametrize("kernel", ["nuts", "hmc", "chees"])
+@pytest.mark.parametrize("kernel", list(RUN_SETTINGS))
 def test_vectorized_kernels_recover_the_exact_posterior(runs, kernel):
     result = runs[kernel]
+    shape = (RUN_SETTINGS[kernel].get("num_chains", 8), RUN_SETTINGS[kernel].get("num_samples",
+                                                                                 100))
     for name, (mean, sd) in _exact().items():
         draws = result.posterior[name]
         draws = draws[..., None] if draws.ndim == 2 else draws
-        assert draws.shape[:2] == (8, 100)
+        assert draws.shape[:2] == shape
         for j in range(draws.shape[-1]):
             x = draws[..., j]
             est_mean, est_sd = x.mean(), x.std(ddof=1)
@@ -103,9 +116,10 @@ def test_chees_shares_one_step_size_and_trajectory():
     assert (stats["n_steps"] == stats["n_steps"][:1]).all()  # jittered, shared by all chains
 
 
-def test_same_seed_same_draws():
-    first, again = (_run("nuts", num_warmup=20, num_samples=5) for _ in range(2))
-    other = _run("nuts", seed=1, num_warmup=20, num_samples=5)
+@pytest.mark.parametrize("kernel", ["nuts", "meads"])
+def test_same_seed_same_draws(kernel):
+    first, again = (_run(kernel, num_warmup=20, num_samples=5) for _ in range(2))
+    other = _run(kernel, seed=1, num_warmup=20, num_samples=5)
     np.testing.assert_array_equal(first.posterior["mu"], again.posterior["mu"])
     np.testing.assert_array_equal(first.sample_stats["energy"], again.sample_stats["energy"])
     assert not np.array_equal(other.posterior["lam"], first.posterior["lam"])
@@ -129,13 +143,15 @@ def test_batched_potential_matches_pyros_for_every_chain():
                                                                 ).numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_chees_defaults_to_vectorized_chains_and_refuses_sequential():
-    result = run_mcmc(conjugate, {"y": Y, "counts": COUNTS}, kernel="chees", num_chains=2,
+@pytest.mark.parametrize("kernel,chains", [("chees", 2), ("meads", 8)])
+def test_cross_chain_kernels_default_to_vectorized_chains_and_refuse_sequential(kernel, chains):
+    result = run_mcmc(conjugate, {"y": Y, "counts": COUNTS}, kernel=kernel, num_chains=chains,
                       num_warmup=5, num_samples=3, progress_bar=False, log_likelihood=False)
     assert result.settings["chain_method"] == "vectorized"
-    with pytest.raises(ValueError, match="kernel 'chees' runs with chain_method 'vectorized'"):
-        run_mcmc(conjugate, {"y": Y, "counts": COUNTS}, kernel="chees",
-                 chain_method="sequential", num_chains=2, num_warmup=5, num_samples=3)
+    with pytest.raises(ValueError, match=f"kernel '{kernel}' runs with chain_method "
+                                         "'vectorized'"):
+        run_mcmc(conjugate, {"y": Y, "counts": COUNTS}, kernel=kernel,
+                 chain_method="sequential", num_chains=chains, num_warmup=5, num_samples=3)
 
 
 def _unplated(y=None):
@@ -146,6 +162,10 @@ def _unplated(y=None):
 @pytest.mark.parametrize("model,kwargs,match", [
     (conjugate, dict(kernel="rw"), "kernel 'rw' has no vectorised form.*sequential"),
     (conjugate, dict(kernel="chees", dense_mass=True), "dense_mass applies to kernel=.hmc. or kernel=.nuts. only"),
+    (conjugate, dict(kernel="meads", num_chains=7),
+     r"kernel 'meads' splits the chains into 4 folds .* needs num_chains >= 8, got num_chains=7"),
+    (conjugate, dict(kernel="meads", num_chains=8, step_size=0.1),
+     "kernel 'meads' sets its step sizes from the gradients.*leave step_size unset"),
     (_unplated, dict(), "site 'x' has batch shape.*chain_method='sequential'"),
 ])
 def test_what_cannot_be_vectorised_says_so(model, kwargs, match):
@@ -155,6 +175,72 @@ def test_what_cannot_be_vectorised_says_so(model, kwargs, match):
     settings.update(kwargs)
     with pytest.raises((ValueError, NotVectorizableError), match=match):
         run_mcmc(model, data, **settings)
+
+
+def test_meads_statistics_one_leapfrog_step_and_fixed_shared_parameters(runs):
+    stats = runs["meads"].sample_stats
+    assert set(stats) == {"diverging", "acceptance_rate", "step_size", "n_steps", "energy", "lp"}
+    assert (stats["n_steps"] == 1).all()
+    # after warm-up one step size for every chain and draw, and 0 < eps <= 1
+    assert (stats["step_size"] == stats["step_size"][0, 0]).all()
+    assert 0.0 < stats["step_size"][0, 0] <= 1.0
+    assert ((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1)).all()
+    # eps = 0.5 / sqrt(lambda_max) of scaled gradients is a small step on a near-Gaussian
+    # target: GHMC rejections reverse the momentum, so MEADS aims at very few of them
+    assert float(stats["acceptance_rate"].mean()) > 0.9
+
+
+def test_fold_max_eigenvalue_is_exact_for_rank_one_rows():
+    # rows all equal to v within a fold: E[x x^T] = v v^T, whose largest eigenvalue is |v|^2;
+    # two folds kept apart (v and 2v)
+    v = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    x = torch.stack([v, 2 * v, v, 2 * v, v])
+    fold = torch.tensor([0, 1, 0, 1, 0])
+    torch.testing.assert_close(fold_max_eigenvalue(x, fold, 2),
+                               torch.tensor([25.0, 100.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("scale", [0.1, 3.0])
+def test_fold_parameters_on_a_gaussian_follow_the_paper(scale):
+    # four chains of N(0, scale^2 I) at scale * (+-1, +-1): sd exactly `scale`, potential
+    # gradient z / scale^2, so both the scaled gradients and the scaled positions are the +-1
+    # rows R, whose estimate is (sum_{i != j} (R R^T)_ij^2 / 12) / (trace / 4) = (16/12) / 2
+    signs = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]],
+                         dtype=torch.float64)
+    z = scale * signs
+    fold = torch.zeros(4, dtype=torch.long)
+    eps = 0.5 / (2.0 / 3.0) ** 0.5
+    early = fold_parameters(z, z / scale**2, fold, 1, iteration=0)
+    torch.testing.assert_close(early.sigma, torch.full((1, 2), scale, dtype=torch.float64))
+    torch.testing.assert_close(early.step_size, torch.tensor([eps], dtype=torch.float64))
+    # t = 0: the floor 1 / ((t + 1) eps) binds, alpha = 1 - exp(-2)
+    torch.testing.assert_close(early.alpha, torch.tensor([1 - np.exp(-2.0)],
+                                                         dtype=torch.float64))
+    # t = 9: gamma = 1 / sqrt(2/3), so 2 eps gamma = 1.5; delta = alpha / 2
+    late = fold_parameters(z, z / scale**2, fold, 1, iteration=9)
+    torch.testing.assert_close(late.alpha, torch.tensor([1 - np.exp(-1.5)], dtype=torch.float64))
+    torch.testing.assert_close(late.delta, late.alpha / 2)
+
+
+def test_meads_warm_up_freezes_one_fold_and_hands_each_fold_the_previous_ones_parameters():
+    chains = 12
+    pot = BatchedPotential(conjugate, {"y": Y, "counts": COUNTS}, chains)
+    z0 = pot.initial_positions("uniform", list(range(chains)))
+    kernel = VectorizedMEADS(KernelSettings(target_accept_prob=0.5))
+    state = kernel.init(pot, z0, num_warmup=10, generator=torch.Generator().manual_seed(0))
+    fold = kernel.fold.clone()
+    assert torch.bincount(fold).tolist() == [3, 3, 3, 3]
+    before, _ = kernel.step(state, 0)
+    params = fold_parameters(before.z, before.grad, fold, 4, iteration=1)
+    after, info = kernel.step(before, 1)  # iteration 1: fold 1 frozen
+    torch.testing.assert_close(info["step_size"], params.step_size[(fold - 1) % 4])
+    frozen = fold == 1
+    for field in ("z", "momentum", "slice"):
+        torch.testing.assert_close(getattr(after, field)[frozen], getattr(before, field)[frozen])
+    assert not torch.equal(after.momentum[~frozen], before.momentum[~frozen])
+    assert torch.equal(kernel.fold, fold)  # reshuffled after iterations 3, 7 ... only
+    kernel.step(*kernel.step(after, 2)[:1], 3)
+    assert not torch.equal(kernel.fold, fold) and torch.bincount(kernel.fold).tolist() == [3] * 4
 
 
 def test_schedules_follow_stan_and_halton():

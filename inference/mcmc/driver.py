@@ -125,10 +125,12 @@ def run_mcmc(
     :data:`INIT_STRATEGIES` or a dict of initial values. Chains run one after another, in
     spawned worker processes (``chain_method="parallel"``; the model must then pickle), each
     with a seed from :func:`chain_seeds`, or all together as one batch
-    (``chain_method="vectorized"``: kernels ``"nuts"``, ``"hmc"`` and ``"chees"``, the last
-    ChEES-HMC, which runs only so; see :mod:`inference.mcmc.vectorized`). The default is
-    ``"sequential"``, or the kernel's own (``"vectorized"`` for ``"chees"``). Diagnostic warnings (divergences, saturated tree
-    depth, R-hat, ESS) are issued with ``warnings.warn``.
+    (``chain_method="vectorized"``: kernels ``"nuts"``, ``"hmc"``, ``"chees"`` and
+    ``"meads"``, the last two ChEES-HMC and MEADS, which adapt across chains and run only so,
+    MEADS with 8 chains or more; see :mod:`inference.mcmc.vectorized`). The default is
+    ``"sequential"``, or the kernel's own (``"vectorized"`` for ``"chees"`` and ``"meads"``).
+    Diagnostic warnings (divergences, saturated tree depth, R-hat, ESS) are issued with
+    ``warnings.warn``.
 
     ``result.timings``: ``warmup`` and ``sampling`` (wall seconds summed over chains; ESS per
     second uses ``sampling``), ``warmup_cpu``/``sampling_cpu`` (process CPU seconds, for shared

@@ -8,7 +8,7 @@ kernel=SPEC.name)`` works from then on. Modules without ``SPEC`` (helpers such a
 Usage::
 
     from inference.mcmc.kernels import get_kernel, list_kernels
-    list_kernels()                                   # ('chees', 'hmc', 'mala', 'nuts', 'rw')
+    list_kernels()                                   # ('chees', 'hmc', 'mala', 'meads', 'nuts', 'rw')
     get_kernel("mala").default_target_accept         # 0.574
     get_kernel("nuts").options                       # ('max_tree_depth', 'dense_mass')
 """

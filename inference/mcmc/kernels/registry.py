@@ -6,7 +6,7 @@ their ``SPEC``; other code may also call :func:`register_kernel` directly.
 Usage::
 
     from inference.mcmc.kernels import get_kernel, list_kernels
-    list_kernels()                        # ('chees', 'hmc', 'mala', 'nuts', 'rw')
+    list_kernels()                        # ('chees', 'hmc', 'mala', 'meads', 'nuts', 'rw')
     spec = get_kernel("nuts")
     spec.default_target_accept, spec.options, spec.stats
 """

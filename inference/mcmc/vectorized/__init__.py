@@ -9,8 +9,9 @@ One concern per module:
   Welford variances (per chain or pooled);
 * :mod:`~inference.mcmc.vectorized.base`: the batched kernel contract and shared set-up;
 * :mod:`~inference.mcmc.vectorized.nuts`, :mod:`~inference.mcmc.vectorized.hmc`,
-  :mod:`~inference.mcmc.vectorized.chees`: the kernels (iterative NUTS in lockstep, HMC with
-  fixed or jittered steps, ChEES-HMC);
+  :mod:`~inference.mcmc.vectorized.chees`, :mod:`~inference.mcmc.vectorized.meads`: the kernels
+  (iterative NUTS in lockstep, HMC with fixed or jittered steps, ChEES-HMC, MEADS: generalised
+  HMC tuned across folds of chains);
 * :mod:`~inference.mcmc.vectorized.runner`: the chain runner registered in
   :data:`inference.mcmc.chains.CHAIN_RUNNERS`.
 
@@ -24,4 +25,5 @@ Usage::
     result = run_mcmc(model, {"y": y}, kernel="nuts", chain_method="vectorized",
                       num_chains=32, jit_compile=True)
     result = run_mcmc(model, {"y": y}, kernel="chees", num_chains=32)
+    result = run_mcmc(model, {"y": y}, kernel="meads", num_chains=32, num_warmup=1000)
 """

@@ -17,7 +17,7 @@ All randomness comes from ``generator``, so a seed gives the same draws.
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -25,7 +25,7 @@ from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.adaptation import ChainAdapter, find_reasonable_step_size
 from inference.mcmc.vectorized.integrator import Potential, leapfrog
 
-__all__ = ["VecState", "AdaptiveKernel"]
+__all__ = ["VecState", "VectorizedKernel", "AdaptiveKernel", "compiled_leapfrog"]
 
 
 class VecState(NamedTuple):
@@ -36,7 +36,52 @@ class VecState(NamedTuple):
     grad: torch.Tensor
 
 
-class AdaptiveKernel:
+def compiled_leapfrog(potential: Potential, jit_compile: bool
+                      ) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """The potential's leapfrog step ``(z, r, grad, eps, inv_mass) -> (z, r, energy, grad)``,
+    handed to ``torch.compile`` (one compiled kernel per step, potential inlined) if asked.
+
+    Example::
+
+        step = compiled_leapfrog(potential, jit_compile=False)
+        z, r, energy, grad = step(z, r, grad, eps[:, None], inv_mass)
+    """
+    step: Callable[..., tuple[torch.Tensor, ...]] = functools.partial(leapfrog, potential)
+    if jit_compile:
+        step = torch.compile(step, dynamic=False, fullgraph=True)
+    return step
+
+
+class VectorizedKernel:
+    """The contract the vectorised runner drives (see the module docstring): ``init``,
+    ``step`` and ``final_step_size``. The state is any named tuple with positions ``z`` (C, D)
+    and potential energies ``energy`` (C,).
+
+    Kernels whose adaptation fits Stan's windows subclass :class:`AdaptiveKernel`; others
+    (MEADS, which adapts across folds of chains) subclass this directly.
+    """
+
+    name = "this kernel"
+
+    def __init__(self, settings: KernelSettings) -> None:
+        self.settings = settings
+
+    def init(self, potential: Potential, z: torch.Tensor, num_warmup: int,
+             generator: torch.Generator) -> Any:
+        """Evaluate the start ``z`` (C, D) and prepare ``num_warmup`` steps of adaptation."""
+        raise NotImplementedError
+
+    def step(self, state: Any, iteration: int) -> tuple[Any, dict[str, torch.Tensor]]:
+        """One transition of every chain; adapts while ``iteration < num_warmup``."""
+        raise NotImplementedError
+
+    @property
+    def final_step_size(self) -> torch.Tensor:
+        """The step sizes (C,) in use after warm-up."""
+        raise NotImplementedError
+
+
+class AdaptiveKernel(VectorizedKernel):
     """Shared set-up of kernels with per-chain step sizes and metrics (diagonal, or dense with
     ``dense_mass`` where the kernel supports it) adapted in Stan's windows.
 
@@ -48,13 +93,12 @@ class AdaptiveKernel:
     pooled = False
     #: whether the kernel can use a dense metric (ChEES's criterion is written for a diagonal)
     supports_dense = True
-    name = "this kernel"
 
     def __init__(self, settings: KernelSettings) -> None:
         if settings.dense_mass and not self.supports_dense:
             raise ValueError(f"chain_method='vectorized' with {self.name} adapts a diagonal mass "
                              "matrix only; set dense_mass=False, or use nuts or hmc")
-        self.settings = settings
+        super().__init__(settings)
         self.potential: Potential | None = None
         self.generator = torch.Generator()
         self.num_warmup = 0
@@ -63,10 +107,7 @@ class AdaptiveKernel:
              generator: torch.Generator) -> VecState:
         """Evaluate the start, pick reasonable step sizes and prepare the adaptation."""
         self.potential, self.generator, self.num_warmup = potential, generator, num_warmup
-        step: Callable[..., tuple[torch.Tensor, ...]] = functools.partial(leapfrog, potential)
-        if self.settings.jit_compile:  # one compiled kernel per leapfrog step
-            step = torch.compile(step, dynamic=False, fullgraph=True)
-        self.leapfrog = step
+        self.leapfrog = compiled_leapfrog(potential, self.settings.jit_compile)
         energy, grad = potential(z)
         state = VecState(z, energy, grad)
         chains, dim = z.shape

@@ -18,7 +18,8 @@ takes ``ceil(u_t T / eps)`` leapfrog steps, ``u_t`` a Halton (van der Corput, ba
 * metric: one diagonal pooled over all chains in Stan's windows (the ``ALGORITHMS.md`` variant;
   BlackJAX uses the identity), which ChEES measures distances in.
 
-After warm-up the step size and T are the moving averages. MEADS is not implemented.
+After warm-up the step size and T are the moving averages. MEADS, which adapts without
+trajectories, is :mod:`inference.mcmc.vectorized.meads`.
 
 Usage::
 

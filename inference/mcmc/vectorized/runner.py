@@ -26,17 +26,19 @@ import numpy as np
 import torch
 
 from inference.mcmc.sampler import ChainOutput, ChainSettings
-from inference.mcmc.vectorized.base import AdaptiveKernel
+from inference.mcmc.vectorized.base import VectorizedKernel
 from inference.mcmc.vectorized.chees import VectorizedChEES
 from inference.mcmc.vectorized.hmc import VectorizedHMC
+from inference.mcmc.vectorized.meads import VectorizedMEADS
 from inference.mcmc.vectorized.nuts import VectorizedNUTS
 from inference.mcmc.vectorized.potential import BatchedPotential
 
 __all__ = ["run_vectorized", "VECTORIZED_KERNELS"]
 
 #: kernel name -> its vectorised implementation
-VECTORIZED_KERNELS: dict[str, type[AdaptiveKernel]] = {
-    "nuts": VectorizedNUTS, "hmc": VectorizedHMC, "chees": VectorizedChEES}
+VECTORIZED_KERNELS: dict[str, type[VectorizedKernel]] = {
+    "nuts": VectorizedNUTS, "hmc": VectorizedHMC, "chees": VectorizedChEES,
+    "meads": VectorizedMEADS}
 
 
 def run_vectorized(model: Callable[..., Any], model_kwargs: Mapping[str, Any],
