@@ -7,7 +7,9 @@ prior and Poisson counts is Gamma(2 + sum y, 1 + n), a positive site whose log-J
 potential must get right. Tolerances come from Monte Carlo error: means within 4 MCSE
 (``az.mcse``), sds within 4 MCSE of the sd (``az.mcse(method="sd")``); for a correct sampler a
 4-sigma miss has probability 6e-5 per check (9 checks per kernel), and the seed is fixed.
-MEADS takes one leapfrog step per draw and needs many chains (its folds estimate scales from
+ChEES runs 200 + 400: its first 100 warm-up iterations leave the trajectory length short, and
+with 100 draws per chain R-hat reached 1.02-1.04 at three of four seeds (bulk ESS 750-1750);
+with 400 it is 1.004-1.007 (ESS 2000-3000). MEADS takes one leapfrog step per draw and needs many chains (its folds estimate scales from
 them), so it runs 32 chains of 200 + 600 iterations: about 3000 bulk ESS per component (a
 per-chain ESS near 100, which R-hat < 1.02 needs), in about 4 s.
 """
@@ -64,7 +66,7 @@ def _run(kernel, seed=0, **kw):
 
 
 #: settings of the exact-posterior runs other than the defaults of ``_run``
-RUN_SETTINGS = {"nuts": {}, "hmc": {}, "chees": {},
+RUN_SETTINGS = {"nuts": {}, "hmc": {}, "chees": {"num_warmup": 200, "num_samples": 400},
                 "meads": {"num_chains": 32, "num_warmup": 200, "num_samples": 600}}
 
 
