@@ -37,7 +37,8 @@ class Budget(MethodSettings):
     wall-clock minutes of one such fit (it stops early and says so); ``mcmc_draws``: MCMC
     warm-up and draws per chain; ``chains``: MCMC and SG-MCMC chains; ``members``: members of
     deep ensembles; ``max_points``, ``is_samples``, ``num_draws``: evaluation's held-out
-    points, importance samples and posterior draws; ``seeds``/``splits``: only the first n
+    points, importance samples and posterior draws (``max_points`` also caps the training rows
+    of a curvature estimate, ``curvature_points``); ``seeds``/``splits``: only the first n
     seeds / splits of the suite; ``one_per_method``: one cell per model and method (the
     first); ``max_tree_depth``: caps NUTS trees; ``elbo_particles``: particles of SVI's
     training-ELBO monitor; ``plots``: false skips figures; ``ais_temperatures``: caps the
@@ -147,6 +148,11 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
         if budget.max_tree_depth is not None and "max_tree_depth" in entry.fields:
             depth = int(settings.get("max_tree_depth", defaults["max_tree_depth"]))
             settings["max_tree_depth"] = min(depth, budget.max_tree_depth)
+    if budget.max_points is not None and "curvature_points" in entry.fields:
+        # a curvature over the whole training set (KFAC on MNIST: 60000 rows x 10 backward
+        # passes) is capped like evaluation's points
+        settings["curvature_points"] = _capped(settings.get("curvature_points",
+                                                            budget.max_points), budget.max_points)
     evaluation = dict(cell.evaluation)
     for key, cap in (("max_points", budget.max_points), ("is_samples", budget.is_samples),
                      ("num_draws", budget.num_draws)):

@@ -124,9 +124,22 @@ def _noise_precision(view: NetworkView, values: Mapping[str, torch.Tensor]) -> f
 
 
 def kron_factors(view: NetworkView, values: Mapping[str, torch.Tensor], x: torch.Tensor, *,
-                 chunk_size: int = 1024) -> list[KronFactors]:
+                 chunk_size: int = 1024, max_rows: int | None = None,
+                 generator: torch.Generator | None = None) -> list[KronFactors]:
     """The exact-GGN Kronecker factors of every linear layer at weights ``values`` over the
-    inputs ``x`` (``(N, in)``), accumulated in float64 over chunks of ``chunk_size`` rows."""
+    inputs ``x`` (``(N, in)``), accumulated in float64 over chunks of ``chunk_size`` rows.
+
+    ``max_rows``: estimate the factors from that many rows drawn without replacement (by
+    ``generator``), each factor's sum scaled by N / rows, so the precision
+    ``A G / N`` keeps the full data's scale; the cost falls in proportion (one backward pass
+    per output unit and row). Example: ``kron_factors(view, mode, x, max_rows=5000)``.
+    """
+    num_data = int(x.shape[0])
+    if max_rows is not None and max_rows < num_data:
+        rows = torch.randperm(num_data, generator=generator)[:max_rows]
+        factors = kron_factors(view, values, x[rows], chunk_size=chunk_size)
+        scale = num_data / max_rows
+        return [KronFactors(f.A * scale, f.G * scale, num_data) for f in factors]
     module = view.at(values)
     layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
     seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}

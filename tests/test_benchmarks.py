@@ -33,12 +33,14 @@ description = "test suite: tiny cells"
 [methods.svi]
 method = "svi"
 guide = "auto_normal"
+tuning = "fixed"  # 50 plain steps; the untuned path is tested elsewhere
 num_steps = 50
 num_posterior_draws = 50
 
 [methods.svi_diag]
 method = "svi"
 guide = "auto_diagonal_normal"
+tuning = "fixed"
 num_steps = 50
 num_posterior_draws = 50
 
@@ -512,6 +514,7 @@ def test_a_crashing_worker_is_blamed_alone_and_healthy_cells_finish(tmp_path, mo
         [methods.svi]
         method = "svi"
         guide = "auto_normal"
+        tuning = "fixed"
         num_steps = 5
         num_posterior_draws = 5
         [[cell]]
@@ -521,7 +524,7 @@ def test_a_crashing_worker_is_blamed_alone_and_healthy_cells_finish(tmp_path, mo
         [[cell]]
         model = "conjugate_linear_regression"
         method = "svi"
-        seed = [0, 1, 2]
+        seed = [0, 1]
         plots = false
     '''))
     try:
@@ -533,4 +536,4 @@ def test_a_crashing_worker_is_blamed_alone_and_healthy_cells_finish(tmp_path, mo
         sys.modules.pop("crash_model_for_test", None)
     status = dict(zip(table["model"] + "/" + table["seed"].astype(str), table["status"]))
     assert status.pop("crashes_its_worker/0") == "error"
-    assert set(status.values()) == {"ok"} and len(status) == 3
+    assert set(status.values()) == {"ok"} and len(status) == 2

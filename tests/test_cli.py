@@ -63,8 +63,9 @@ FIT_CASES = {
                "--config", "prior=log_uniform"],
     "bnn-sparse_vd": ["bnn", "--method", "svi", "--guide", "sparse_vd", "--steps", "100",
                       "--config", "prior=log_uniform"],
+    # trees capped at depth 5: early warm-up trees of depth 10 made this case take 60-100 s
     "bnn-nuts": ["bnn", "--method", "nuts", "--chains", "1", "--warmup", "20", "--draws", "20",
-                 "--config", "hidden=[4]"],
+                 "--set", "max_tree_depth=5", "--config", "hidden=[4]"],
     "bnn-sghmc": ["bnn", "--method", "sghmc", "--set", "num_steps=40", "num_chains=2",
                   "pretrain_steps=5",
                   "thin=5", "batch_size=32", "--config", "hidden=[4]"],

@@ -105,6 +105,25 @@ def test_kron_factors_match_the_ggn_of_one_datum_in_a_deeper_net():
         torch.testing.assert_close(torch.kron(f.A, f.G) / f.num_data, ggn)
 
 
+def test_factors_from_a_row_subset_keep_the_full_data_scale():
+    """With every row the same datum, any subset of rows gives the full data's factors exactly,
+    so the N / rows scaling (and nothing else) is what this checks."""
+    import zoo
+
+    net = zoo.get("bnn", hidden=(4,), activation="tanh")
+    x = torch.randn(1, 3, generator=torch.Generator().manual_seed(0)).expand(40, 3)
+    view = net.network_view({"x": x})
+    gen = torch.Generator().manual_seed(1)
+    values = {"w0": torch.randn(3, 4, generator=gen), "b0": torch.randn(4, generator=gen),
+              "w1": torch.randn(4, 1, generator=gen), "b1": torch.randn(1, generator=gen),
+              "precision": torch.tensor(3.0)}
+    full = kron_factors(view, values, x)
+    sub = kron_factors(view, values, x, max_rows=7, generator=torch.Generator().manual_seed(2))
+    for f, g in zip(full, sub):
+        assert g.num_data == f.num_data == 40
+        torch.testing.assert_close(torch.kron(g.A, g.G), torch.kron(f.A, f.G))
+
+
 def test_kron_factors_match_the_hessian_of_a_softmax_layer_for_one_datum():
     view = NetworkView(nn.Sequential(nn.Linear(3, 4)), (("w0", "b0"),), "categorical", 1.0)
     gen = torch.Generator().manual_seed(2)

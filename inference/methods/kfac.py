@@ -41,6 +41,9 @@ class KfacLaplaceSettings(MethodSettings):
                                      help="mini-batch size while finding the mode")
     num_posterior_draws: int = integer(200, minimum=1, help="draws from the Gaussian")
     chunk_size: int = integer(1024, minimum=1, help="data rows per pass of the curvature")
+    curvature_points: int | None = integer(None, minimum=1, optional=True,
+                                           help="rows the Kronecker factors are estimated "
+                                                "from (default: all), scaled to the data")
     min_precision: float = real(1e-6, minimum=0.0, exclusive=True,
                                 help="floor of the other sites' Hessian eigenvalues")
     init: str = choice("prior", ("prior", "median"), help="start: a prior draw or the median")
@@ -85,8 +88,9 @@ def run_kfac_laplace(target: Target, settings: MethodSettings, seed: int) -> Any
     t1 = time.perf_counter()
     mode = {k: torch.as_tensor(v[0, 0]) for k, v in full.constrain(z_map[None, None]).items()}
     x = torch.as_tensor(target.model_kwargs[view.inputs])
-    factors = kron_factors(view, mode, x, chunk_size=settings.chunk_size)
     gen = torch.Generator().manual_seed(seed)
+    factors = kron_factors(view, mode, x, chunk_size=settings.chunk_size,
+                           max_rows=settings.curvature_points, generator=gen)
     num = settings.num_posterior_draws
     net_draws, log_det_cov = kron_draws(view, mode, factors, num, gen)
     unconstrained: dict[str, torch.Tensor] = {
