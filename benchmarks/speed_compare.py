@@ -85,6 +85,11 @@ def run_zoo(job: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     import torch
+    # imports are not timed (NumPyro's worker imports JAX before its clock starts): the
+    # compiler stack that tracing and torch.compile load on first use is imported here
+    import torch._dynamo  # noqa: F401
+    import torch._inductor.codecache  # noqa: F401
+    import torch.fx.experimental.proxy_tensor  # noqa: F401
 
     from inference.mcmc import run_mcmc
 
