@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any method setting (`zoo methods -v` lists them), e.g. --set "
                    "dense_mass=true target_accept_prob=0.9")
     mcmc = p.add_argument_group("MCMC settings (default: the method's)")
-    mcmc.add_argument("--chains", type=int, default=None, help="chains (default 4; also SG-MCMC)")
+    mcmc.add_argument("--chains", type=int, default=None, help="chains (default 4, MEADS 32; also SG-MCMC)")
     mcmc.add_argument("--warmup", type=int, default=None, help="warm-up iterations per chain "
                       "(default 500)")
     mcmc.add_argument("--draws", type=int, default=None, help="draws per chain (default 500); "

@@ -97,7 +97,7 @@ def run_mcmc(
     model_kwargs: Mapping[str, Any] | None = None,
     *,
     kernel: str = "nuts",
-    num_chains: int = 4,
+    num_chains: int | None = None,
     num_warmup: int = 500,
     num_samples: int = 500,
     seed: int = 0,
@@ -129,6 +129,7 @@ def run_mcmc(
     ``"meads"``, the last two ChEES-HMC and MEADS, which adapt across chains and run only so,
     MEADS with 8 chains or more; see :mod:`inference.mcmc.vectorized`). The default is
     ``"sequential"``, or the kernel's own (``"vectorized"`` for ``"chees"`` and ``"meads"``).
+    ``num_chains`` defaults to the kernel's own number (4; 32 for ``"meads"``).
     Diagnostic warnings (divergences, saturated tree depth, R-hat, ESS) are issued with
     ``warnings.warn``.
 
@@ -143,9 +144,11 @@ def run_mcmc(
         result.posterior["mu"].shape        # (2, 200)
         result.sample_stats["diverging"]    # (2, 200)
     """
+    known = get_kernel(kernel) if isinstance(kernel, str) else None
     if chain_method is None:
-        known = get_kernel(kernel) if isinstance(kernel, str) else None
         chain_method = known.chain_methods[0] if known and known.chain_methods else "sequential"
+    if num_chains is None:  # the kernel's own default (MEADS: 32), else 4
+        num_chains = known.default_num_chains if known else 4
     spec = _validate(kernel, num_chains, num_warmup, num_samples, target_accept_prob,
                      max_tree_depth, step_size, num_steps, init_strategy, chain_method,
                      dense_mass)

@@ -71,6 +71,9 @@ def _settings_class(kernel: Any) -> type[MCMCSettings]:
     for option in kernel.options:
         kind, spec = KERNEL_OPTION_FIELDS.get(option, (Any, anything(None)))
         extra.append((option, kind, spec))
+    if kernel.default_num_chains != 4:  # a kernel that needs more chains (MEADS's folds)
+        extra.append(("num_chains", int, integer(kernel.default_num_chains, minimum=1,
+                                                 help="chains")))
     if kernel.chain_methods:  # a kernel that runs with some chain methods only: its default
         extra.append(("chain_method", str, choice(kernel.chain_methods[0],
                                                   list(kernel.chain_methods),

@@ -5,9 +5,15 @@ the kernel needs ``chain_method="vectorized"`` (its default) and at least 8 chai
 2 or more; 32 or more is what the method is meant for). The implementation is
 :mod:`inference.mcmc.vectorized.meads`.
 
+It runs 32 chains unless told otherwise. Its metric is diagonal and it takes one leapfrog
+step per iteration, so a strongly correlated posterior (a regression on uncentred
+predictors) needs far more warm-up than NUTS with a dense metric: on posteriordb's kidiq,
+earnings, sblrc and mesquite, 32 chains x (1500 + 1000) from Stan's uniform(-2, 2) starts had
+not converged (R-hat 1.9 to 475, ``benchmarks/vectorized_reference.py``); R-hat says so.
+
 Usage::
 
-    run_mcmc(model, {"y": y}, kernel="meads", num_chains=32, num_warmup=1000)
+    run_mcmc(model, {"y": y}, kernel="meads", num_warmup=1000)   # 32 chains
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ SPEC = KernelSpec(
     stats=("diverging", "acceptance_rate", "step_size", "n_steps", "energy", "lp"),
     build=build,
     description=("MEADS: generalised HMC (one leapfrog step, persistent momentum) tuned across "
-                 "folds of chains (vectorised chains only, 8 or more)"),
+                 "folds of chains (vectorised chains only, 8 or more; 32 by default); a "
+                 "diagonal metric, so slow on strongly correlated posteriors"),
     chain_methods=("vectorized",),
+    default_num_chains=32,
 )

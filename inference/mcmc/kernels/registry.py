@@ -55,6 +55,8 @@ class KernelSpec:
     #: the chain methods the kernel runs with, the first being its default; empty: all of them
     #: with ``sequential`` the default
     chain_methods: tuple[str, ...] = ()
+    #: chains run when none are asked for (``run_mcmc`` and the kernel's method settings)
+    default_num_chains: int = 4
 
     def __post_init__(self) -> None:
         unknown_needs = set(self.needs) - set(CAPABILITIES)
@@ -69,6 +71,8 @@ class KernelSpec:
         if unknown_stats:
             raise ValueError(f"kernel {self.name!r}: unknown statistics {sorted(unknown_stats)}; "
                              f"known are {tuple(STATISTICS)}")
+        if self.default_num_chains < 1:
+            raise ValueError(f"kernel {self.name!r}: default_num_chains must be >= 1")
         if not 0.0 < self.default_target_accept < 1.0:
             raise ValueError(f"kernel {self.name!r}: default_target_accept must lie in (0, 1)")
 
