@@ -89,16 +89,21 @@ def _ggn_block(view: NetworkView, values, x, layer: int, loss_hessian) -> torch.
     return sum(J[i].T @ loss_hessian(out[i]) @ J[i] for i in range(x.shape[0]))
 
 
+def _tiny_net_values() -> dict[str, torch.Tensor]:
+    """Random weights of a 3-4-1 BNN and its noise precision 3."""
+    gen = torch.Generator().manual_seed(1)
+    return {"w0": torch.randn(3, 4, generator=gen), "b0": torch.randn(4, generator=gen),
+            "w1": torch.randn(4, 1, generator=gen), "b1": torch.randn(1, generator=gen),
+            "precision": torch.tensor(3.0)}
+
+
 def test_kron_factors_match_the_ggn_of_one_datum_in_a_deeper_net():
     import zoo
 
     net = zoo.get("bnn", hidden=(4,), activation="tanh")
     x = torch.randn(1, 3, generator=torch.Generator().manual_seed(0))
     view = net.network_view({"x": x})
-    gen = torch.Generator().manual_seed(1)
-    values = {"w0": torch.randn(3, 4, generator=gen), "b0": torch.randn(4, generator=gen),
-              "w1": torch.randn(4, 1, generator=gen), "b1": torch.randn(1, generator=gen),
-              "precision": torch.tensor(3.0)}
+    values = _tiny_net_values()
     factors = kron_factors(view, values, x)
     for layer, f in enumerate(factors):
         ggn = _ggn_block(view, values, x, layer, lambda o: 3.0 * torch.eye(1).double())
@@ -113,10 +118,7 @@ def test_factors_from_a_row_subset_keep_the_full_data_scale():
     net = zoo.get("bnn", hidden=(4,), activation="tanh")
     x = torch.randn(1, 3, generator=torch.Generator().manual_seed(0)).expand(40, 3)
     view = net.network_view({"x": x})
-    gen = torch.Generator().manual_seed(1)
-    values = {"w0": torch.randn(3, 4, generator=gen), "b0": torch.randn(4, generator=gen),
-              "w1": torch.randn(4, 1, generator=gen), "b1": torch.randn(1, generator=gen),
-              "precision": torch.tensor(3.0)}
+    values = _tiny_net_values()
     full = kron_factors(view, values, x)
     sub = kron_factors(view, values, x, max_rows=7, generator=torch.Generator().manual_seed(2))
     for f, g in zip(full, sub):
