@@ -156,6 +156,16 @@ def test_cross_chain_kernels_default_to_vectorized_chains_and_refuse_sequential(
                  chain_method="sequential", num_chains=chains, num_warmup=5, num_samples=3)
 
 
+def test_meads_runs_its_own_default_number_of_chains():
+    from inference import methods
+
+    result = run_mcmc(conjugate, {"y": Y, "counts": COUNTS}, kernel="meads", num_warmup=5,
+                      num_samples=3, progress_bar=False, log_likelihood=False)
+    assert result.posterior["mu"].shape[0] == 32
+    assert methods.get("meads").settings_from({}).num_chains == 32
+    assert methods.get("nuts").settings_from({}).num_chains == 4
+
+
 def _unplated(y=None):
     x = pyro.sample("x", dist.Normal(torch.zeros(3), 1.0))  # batch dims outside any plate
     pyro.sample("y", dist.Normal(x.sum(-1), 1.0), obs=y)
