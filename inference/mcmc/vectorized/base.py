@@ -25,7 +25,8 @@ from inference.mcmc.protocol import KernelSettings
 from inference.mcmc.vectorized.adaptation import ChainAdapter, find_reasonable_step_size
 from inference.mcmc.vectorized.integrator import Potential, leapfrog
 
-__all__ = ["VecState", "VectorizedKernel", "AdaptiveKernel", "compiled_leapfrog"]
+__all__ = ["VecState", "VectorizedKernel", "AdaptiveKernel", "compiled_leapfrog", "compile_step",
+           "RECOMPILE_LIMIT"]
 
 
 class VecState(NamedTuple):
@@ -34,6 +35,26 @@ class VecState(NamedTuple):
     z: torch.Tensor
     energy: torch.Tensor
     grad: torch.Tensor
+
+
+#: compiled entries allowed per step function (torch's default is 8): every model run with
+#: ``jit_compile`` adds one, since each potential is a new graph that the step's guards tell
+#: apart, and with the default the ninth model in one process (a benchmark grid, a notebook)
+#: stopped with torch's "recompile limit exceeded"
+RECOMPILE_LIMIT = 256
+
+
+def compile_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` handed to ``torch.compile`` whole (no graph breaks, static shapes), with room for
+    one compiled entry per model run in this process (:data:`RECOMPILE_LIMIT`).
+
+    Example: ``step = compile_step(functools.partial(leapfrog, potential))``.
+    """
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    return torch.compile(fn, dynamic=False, fullgraph=True)
 
 
 def compiled_leapfrog(potential: Potential, jit_compile: bool
@@ -48,7 +69,7 @@ def compiled_leapfrog(potential: Potential, jit_compile: bool
     """
     step: Callable[..., tuple[torch.Tensor, ...]] = functools.partial(leapfrog, potential)
     if jit_compile:
-        step = torch.compile(step, dynamic=False, fullgraph=True)
+        step = compile_step(step)
     return step
 
 

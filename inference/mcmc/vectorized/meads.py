@@ -49,7 +49,7 @@ from typing import NamedTuple
 import torch
 
 from inference.mcmc.protocol import KernelSettings
-from inference.mcmc.vectorized.base import VectorizedKernel
+from inference.mcmc.vectorized.base import VectorizedKernel, compile_step
 from inference.mcmc.vectorized.integrator import Potential, energy_error, kinetic, leapfrog
 from inference.mcmc.vectorized.nuts import MAX_DELTA_ENERGY
 
@@ -200,7 +200,7 @@ class VectorizedMEADS(VectorizedKernel):
         self.potential, self.generator, self.num_warmup = potential, generator, num_warmup
         step = functools.partial(ghmc_step, potential)
         if self.settings.jit_compile:  # one compiled kernel per transition, potential inlined
-            step = torch.compile(step, dynamic=False, fullgraph=True)
+            step = compile_step(step)
         self.ghmc = step
         self.everyone = torch.ones(chains, dtype=torch.bool)
         energy, grad = potential(z)

@@ -25,7 +25,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from inference.mcmc.protocol import KernelSettings
-from inference.mcmc.vectorized.base import AdaptiveKernel, VecState
+from inference.mcmc.vectorized.base import AdaptiveKernel, VecState, compile_step
 from inference.mcmc.vectorized.integrator import (Potential, energy_error, is_turning, kinetic,
                                                   leapfrog, sample_momentum)
 
@@ -137,7 +137,7 @@ class VectorizedNUTS(AdaptiveKernel):
             fn: Callable[..., tuple[Leaf, torch.Tensor]] = functools.partial(leaf_step,
                                                                              self.potential)
             if self.settings.jit_compile:
-                fn = torch.compile(fn, dynamic=False, fullgraph=True)
+                fn = compile_step(fn)
             self._leaf = fn
         return self._leaf
 
