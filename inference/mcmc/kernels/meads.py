@@ -8,8 +8,9 @@ the kernel needs ``chain_method="vectorized"`` (its default) and at least 8 chai
 It runs 32 chains unless told otherwise. Its metric is diagonal and it takes one leapfrog
 step per iteration, so a strongly correlated posterior (a regression on uncentred
 predictors) needs far more warm-up than NUTS with a dense metric: on posteriordb's kidiq,
-earnings, sblrc and mesquite, 32 chains x (1500 + 1000) from Stan's uniform(-2, 2) starts had
-not converged (R-hat 1.9 to 475, ``benchmarks/vectorized_reference.py``); R-hat says so.
+earnings, sblrc, mesquite and arK, 32 chains x (1500 + 1000) from Stan's uniform(-2, 2)
+starts had not converged (R-hat 1.1 to 446, ``benchmarks.vectorized_reference``); R-hat
+says so.
 
 Usage::
 
