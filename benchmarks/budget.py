@@ -151,8 +151,10 @@ def _cell_under(cell: Cell, budget: Budget) -> Cell:
     if budget.max_points is not None and "curvature_points" in entry.fields:
         # a curvature over the whole training set (KFAC on MNIST: 60000 rows x 10 backward
         # passes) is capped like evaluation's points
-        settings["curvature_points"] = _capped(settings.get("curvature_points",
-                                                            budget.max_points), budget.max_points)
+        # (None, "all rows", is capped too)
+        rows = settings.get("curvature_points")
+        settings["curvature_points"] = budget.max_points if rows is None else _capped(
+            rows, budget.max_points)
     evaluation = dict(cell.evaluation)
     for key, cap in (("max_points", budget.max_points), ("is_samples", budget.is_samples),
                      ("num_draws", budget.num_draws)):
